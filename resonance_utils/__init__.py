@@ -1,0 +1,9 @@
+"""resonance: feedback chains and collapse diagnostics, the companion to arXiv 2602.19033.
+
+Modules (import what you need; heavy libraries load lazily):
+  config   profiles from params/, typed overrides      runtime  device, seeding, threads
+  store    atomic files, run folders, the manifest     plots    the seaborn theme and figure stamps
+  chain    the generational Markov chain runner        audio    the Lucier room loop and its physics
+  run_notebooks  papermill driver behind run_all.sh
+"""
+__version__ = "0.1.0"

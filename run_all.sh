@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Regenerate every figure and table, or run the tests. Sets up .venv on first use.
+#
+#   ./run_all.sh                      all notebooks; profile paper on a CUDA machine, else quick
+#   ./run_all.sh --profile smoke      a profile: smoke | quick | paper
+#   ./run_all.sh --only 01_lucier_room -p n_iterations=200 --force
+#   ./run_all.sh --list               the notebooks
+#   ./run_all.sh test                 pytest for resonance_utils + nbval of every notebook (smoke profile)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${RESONANCE_VENV:-.venv}
+PY="$VENV/bin/python"
+PYTHON=${PYTHON:-python3}
+
+setup_env() {
+  local stamp="$VENV/.resonance-env" want
+  want=$(cat pyproject.toml requirements-nodeps.txt | sha256sum | cut -c1-16)
+  if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  echo "== setting up $VENV (first time: a few minutes; torch alone is ~5.6 GB)"
+  if [ ! -x "$PY" ]; then
+    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed"' || exit 1
+    "$PYTHON" -m venv "$VENV"
+  fi
+  "$PY" -m pip install --quiet --upgrade pip
+  # torch first, pinned, so that nothing later pulls another build
+  "$PY" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+  "$PY" -m pip install --quiet -e ".[test]"
+  "$PY" -m pip install --quiet --no-deps -r requirements-nodeps.txt
+  echo "$want" > "$stamp"
+  echo "== environment ready"
+}
+
+run_tests() {
+  export RESONANCE_PROFILE=smoke MPLBACKEND=Agg
+  local rc=0
+  # one pytest run: the package's tests, then every notebook under nbval (outputs of '# NBVAL_CHECK_OUTPUT'
+  # cells compared after tests/nbval_sanitize.cfg); exit code 5 (nothing collected) is a failure too
+  "$PY" -m pytest -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env \
+      --sanitize-with tests/nbval_sanitize.cfg "$@" || rc=$?
+  if [ "$rc" -eq 5 ]; then echo "error: pytest collected no tests" >&2; return 1; fi
+  return "$rc"
+}
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  setup_env
+  run_tests "$@"
+else
+  setup_env
+  "$PY" -m resonance_utils.run_notebooks "$@"
+fi

@@ -1,0 +1,19 @@
+"""Shared fixtures: every test writes into a temporary data and figures folder, never the checkout's."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESONANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RESONANCE_FIGURES_DIR", str(tmp_path / "figures"))
+    yield tmp_path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

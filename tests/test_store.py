@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+from resonance_utils import config, store
+
+
+def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with store.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"], "no temporary file may be left behind"
+
+
+def test_atomic_path_replaces_folders_whole(tmp_path):
+    target = tmp_path / "gen_001"
+    with store.atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "x").write_text("1")
+    with store.atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "y").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["y"]
+
+
+def test_run_key_depends_on_params_input_and_source():
+    base = store.run_key({"a": 1}, "fp", source_hash="s")
+    assert base == store.run_key({"a": 1}, "fp", source_hash="s")
+    assert base != store.run_key({"a": 2}, "fp", source_hash="s")
+    assert base != store.run_key({"a": 1}, "fp2", source_hash="s")
+    assert base != store.run_key({"a": 1}, "fp", source_hash="t")
+    d = store.run_dir("lucier", {"a": 1}, "fp")
+    assert d.parent.name == "lucier" and json.loads((d / "run.json").read_text())["params"] == {"a": 1}
+
+
+def test_fingerprints(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"abc")
+    import hashlib
+    assert store.file_fingerprint(p) == hashlib.sha256(b"abc").hexdigest()[:16]
+    a = np.arange(6)
+    assert store.array_fingerprint(a) != store.array_fingerprint(a.reshape(2, 3))
+    assert store.array_fingerprint(a) != store.array_fingerprint(a.astype(np.int32))
+
+
+def test_corrupt_json_is_a_cache_error_naming_the_file(tmp_path):
+    p = tmp_path / "meta.json"
+    p.write_text("{not json")
+    with pytest.raises(store.CacheError, match="meta.json"):
+        store.read_json(p)
+    with pytest.raises(FileNotFoundError):
+        store.read_json(tmp_path / "missing.json")
+
+
+def test_outputs_write_files_and_the_manifest(isolated_dirs):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    cfg = config.load_config("01_lucier_room", "smoke")
+    out = store.Outputs(cfg, data_source="synthetic test", feature_network="none")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    out.figure(fig, "demo")
+    out.table(pd.DataFrame({"setting": ["a|b"], "value": [0.123456]}), "demo_table")
+    out.numbers({"x": np.float64(1.5), "ys": np.arange(3)})
+    out.audio(np.sin(np.arange(800) / 5), 8000, "tone")
+    figs = isolated_dirs / "figures"
+    for name in ["demo.png", "demo.pdf", "demo_table.csv", "demo_table.md", "01_lucier_room.json", "audio/tone.wav"]:
+        assert (figs / name).exists(), name
+    manifest = json.loads((figs / "MANIFEST.json").read_text())
+    assert set(manifest) == {"demo.png", "demo.pdf", "demo_table.csv", "demo_table.md", "01_lucier_room.json",
+                             "audio/tone.wav"}
+    rec = manifest["demo.png"]
+    assert rec["profile"] == "smoke" and rec["data_source"] == "synthetic test" and rec["params"]["n_iterations"]
+    assert {"git_commit", "device", "wall_time_s", "feature_network", "notebook"} <= set(rec)
+    assert json.loads((figs / "01_lucier_room.json").read_text())["ys"] == [0, 1, 2]
+    md = (figs / "demo_table.md").read_text()
+    assert "| a\\|b | 0.1235 |" in md
+    assert any(t.get_gid() == "resonance-stamp" and "profile smoke" in t.get_text() for t in fig.texts)
+
+
+def test_smoke_outputs_never_land_in_the_real_figures(monkeypatch):
+    monkeypatch.delenv("RESONANCE_FIGURES_DIR")
+    assert store.figures_dir("smoke") != store.figures_dir("quick") == store.repo_root() / "figures"
