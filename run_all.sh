@@ -27,6 +27,8 @@ setup_env() {
   "$PY" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
   "$PY" -m pip install --quiet -e ".[test]"
   "$PY" -m pip install --quiet --no-deps -r requirements-nodeps.txt
+  # the same environment as a Jupyter kernel, "Python (resonance)", for JupyterLab users and papermill
+  "$PY" -c 'from resonance_utils.run_notebooks import ensure_kernel; ensure_kernel()'
   echo "$want" > "$stamp"
   echo "== environment ready"
 }
@@ -37,7 +39,7 @@ run_tests() {
   # one pytest run: the package's tests, then every notebook under nbval (outputs of '# NBVAL_CHECK_OUTPUT'
   # cells compared after tests/nbval_sanitize.cfg); exit code 5 (nothing collected) is a failure too
   "$PY" -m pytest -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env \
-      --sanitize-with tests/nbval_sanitize.cfg "$@" || rc=$?
+      --nbval-sanitize-with tests/nbval_sanitize.cfg "$@" || rc=$?
   if [ "$rc" -eq 5 ]; then echo "error: pytest collected no tests" >&2; return 1; fi
   return "$rc"
 }
