@@ -143,3 +143,44 @@ def _make(step, initial, states, ctx):
     if ctx.generation == 0:
         return initial() if callable(initial) else initial
     return step(states[-1], ctx)
+
+
+# ------------------------------------------------------------------------------------------ retraining regimes
+REGIMES = ("replace", "accumulate", "fresh")
+
+
+def concat_states(states: list[dict]) -> dict:
+    """Concatenate labelled sets {"images": (N,...), "labels": (N,)} along the sample axis."""
+    keys = states[0].keys()
+    return {k: np.concatenate([s[k] for s in states]) for k in keys}
+
+
+def training_set(history: list[dict], *, regime: str = "replace", real: dict | None = None,
+                 fresh_fraction: float = 0.0, rng: np.random.Generator | None = None) -> dict:
+    """The data the next model is trained on, from the chain so far (history[0] is the real data).
+
+    replace:    only the last generation (the pure feedback loop);
+    accumulate: every generation so far, the real data included (data accumulates, nothing is thrown away);
+    fresh:      the last generation with a `fresh_fraction` of its samples swapped for new draws from `real`
+                (a pool of real data, default history[0]).
+    """
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; valid: {', '.join(REGIMES)}")
+    if not history:
+        raise ValueError("the chain has no state yet")
+    last = history[-1]
+    if regime == "replace":
+        return last
+    if regime == "accumulate":
+        return concat_states(history)
+    if not 0.0 <= fresh_fraction <= 1.0:
+        raise ValueError(f"fresh_fraction must be in [0, 1], got {fresh_fraction}")
+    pool = real if real is not None else history[0]
+    rng = rng if rng is not None else np.random.default_rng(0)
+    n = len(last["labels"])
+    k = int(round(fresh_fraction * n))
+    if k > len(pool["labels"]):
+        raise ValueError(f"fresh_fraction={fresh_fraction} needs {k} real samples, the pool has {len(pool['labels'])}")
+    keep = rng.choice(n, n - k, replace=False)
+    new = rng.choice(len(pool["labels"]), k, replace=False)
+    return {key: np.concatenate([last[key][keep], pool[key][new]]) for key in last}

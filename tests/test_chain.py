@@ -98,3 +98,30 @@ def test_dict_states_metrics_and_lazy_initial(tmp_path):
 def test_bad_generation_count(bad):
     with pytest.raises(ValueError, match="n_generations"):
         chain.run_chain(noisy_contraction, np.ones(1), bad, progress=False)
+
+
+def labelled(value, n=10):
+    return {"images": np.full((n, 2, 2), value, np.uint8), "labels": np.full(n, value % 10, np.int64)}
+
+
+def test_regimes_compose_the_right_training_set():
+    history = [labelled(0), labelled(1), labelled(2)]
+    assert chain.training_set(history, regime="replace") is history[-1]
+    acc = chain.training_set(history, regime="accumulate")
+    assert acc["images"].shape == (30, 2, 2) and sorted(set(acc["labels"])) == [0, 1, 2]
+    real = labelled(7, n=50)
+    fresh = chain.training_set(history, regime="fresh", fresh_fraction=0.3, real=real, rng=np.random.default_rng(0))
+    assert fresh["images"].shape == (10, 2, 2)
+    assert (fresh["labels"] == 7).sum() == 3 and (fresh["labels"] == 2).sum() == 7
+    assert np.all(fresh["images"][fresh["labels"] == 7] == 7), "images and labels must stay paired"
+    default_pool = chain.training_set(history, regime="fresh", fresh_fraction=1.0)
+    assert np.all(default_pool["labels"] == 0), "without a pool, fresh data come from generation 0 (the real data)"
+
+
+def test_regime_errors():
+    with pytest.raises(ValueError, match="unknown regime 'keep'.*replace, accumulate, fresh"):
+        chain.training_set([labelled(0)], regime="keep")
+    with pytest.raises(ValueError, match="fresh_fraction"):
+        chain.training_set([labelled(0)], regime="fresh", fresh_fraction=1.5)
+    with pytest.raises(ValueError, match="pool has 5"):
+        chain.training_set([labelled(0)], regime="fresh", fresh_fraction=1.0, real=labelled(3, n=5))
