@@ -17,3 +17,15 @@ def isolated_dirs(tmp_path, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine two busy pools are 5-10x
+    slower than one: run a module's tests on one thread, then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,245 @@
+"""The diffusion feedback settings on labelled image sets, as operators T for chain.run_chain.
+
+A state is {"images": uint8 (N,H,W[,C]), "labels": int64 (N,)}; generation 0 is a class-balanced real subset.
+  latent_feedback  a fixed model trained on generation 0; X_{n+1} = denoise(noise(X_n, strength)). No retraining.
+  label_guided     X_{n+1} = samples of a class-conditional model trained on X_n (with its labels).
+  unconditional    the same without labels; the labels kept in the state are the classifier's predictions.
+All three share one generation-0 model: class-conditional, trained with label dropout, so that it also has an
+unconditional mode (the null label). It is trained on `base_train_size` real digits (0 = the whole training
+split), as a first model would be; X_0 itself is a class-balanced real subset of N digits (the reference that
+drift is measured from). T(X_0) for the retraining chains is sampling that model; each later generation
+fine-tunes the previous generation's model on its N-sample training set (or retrains from scratch).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import chain, config, diffusion, store
+
+SETTINGS = ("latent_feedback", "label_guided", "unconditional")
+MODEL_KEYS = ("seed", "base_train_size", "base_channels", "channel_mult", "layers_per_block", "attention",
+              "base_steps", "batch_size", "lr", "ema_decay", "cond_drop_prob")
+CHAIN_KEYS = MODEL_KEYS + ("samples_per_generation", "finetune_steps", "retrain", "regime", "fresh_fraction", "ddim_steps", "guidance_scale",
+                           "strength", "latent_conditional")  # n_generations left out: longer runs extend
+
+
+def parse_settings(text: str) -> list[str]:
+    names = [s.strip() for s in str(text).split(",") if s.strip()]
+    bad = [s for s in names if s not in SETTINGS]
+    if bad or not names:
+        raise config.ConfigError(f"settings must name some of {', '.join(SETTINGS)}; got {text!r}")
+    return names
+
+
+def generation_zero(real, n: int, seed: int) -> dict:
+    """A class-balanced real subset of n images: the chain's X_0."""
+    from .data import stratified_subset
+
+    sub = stratified_subset(real, n, seed=seed)
+    return {"images": sub.images, "labels": sub.labels.astype(np.int64)}
+
+
+def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
+    """The generation-0 model, trained once on the real set x0 and cached in data/models/diffusion/<key>/."""
+    params = {k: cfg[k] for k in MODEL_KEYS}
+    folder = store.data_dir() / "models" / "diffusion" / store.run_key(params, fingerprint)
+    if (folder / "training.json").exists():
+        return diffusion.load_model(folder)
+    model = diffusion.make_unet(resolution=x0["images"].shape[1], channels=1 if x0["images"].ndim == 3 else
+                                x0["images"].shape[-1], base_channels=cfg.base_channels,
+                                channel_mult=tuple(int(c) for c in config.parse_vector("channel_mult",
+                                                                                       cfg.channel_mult)),
+                                layers_per_block=cfg.layers_per_block, num_classes=n_classes,
+                                attention=cfg.attention, seed=cfg.seed)
+    t0 = time.perf_counter()
+    model, losses = diffusion.train_diffusion(model, x0["images"], x0["labels"], steps=cfg.base_steps,
+                                              batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
+                                              cond_drop_prob=cfg.cond_drop_prob, seed=cfg.seed, device=cfg.device,
+                                              progress=progress)
+    diffusion.save_model(model, folder)
+    store.write_json(folder / "training.json", {"params": params, "data_fingerprint": fingerprint,
+                                                "seconds": round(time.perf_counter() - t0, 1),
+                                                "loss_first_100": float(losses[:100].mean()),
+                                                "loss_last_100": float(losses[-100:].mean())})
+    return model
+
+
+@dataclass
+class LatentFeedback:
+    """T(X) = the fixed model's SDEdit step: noise X to `strength`, denoise. Labels follow their trajectories."""
+    model: object
+    cfg: object
+    progress: bool = True
+
+    def __call__(self, state, ctx):
+        labels = state["labels"] if self.cfg.latent_conditional else None
+        images = diffusion.feedback_step(self.model, state["images"], strength=self.cfg.strength, labels=labels,
+                                         guidance_scale=self.cfg.guidance_scale if labels is not None else 1.0,
+                                         ddim_steps=self.cfg.ddim_steps, seed=self.cfg.seed,
+                                         generation=ctx.generation, device=self.cfg.device, progress=self.progress)
+        return {"images": images, "labels": state["labels"]}
+
+
+@dataclass
+class Retrain:
+    """T(X) = samples of a model trained on X (after the regime composes the training set).
+
+    The model that made generation g is saved in gen_g/model, so a resumed chain fine-tunes from it."""
+    base: object
+    cfg: object
+    conditional: bool
+    classifier: object = None  # labels the unconditional chain's samples
+    real_pool: dict | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        self._model, self._model_gen = None, None
+
+    def previous_model(self, ctx):
+        if ctx.generation == 1:
+            return self.base
+        if self._model_gen == ctx.generation - 1:
+            return self._model
+        if ctx.prev_dir is None or not (ctx.prev_dir / "model").exists():
+            raise store.CacheError(f"generation {ctx.generation - 1}'s model is missing ({ctx.prev_dir}/model); "
+                                   "delete that generation folder to recompute it")
+        return diffusion.load_model(ctx.prev_dir / "model")
+
+    def __call__(self, state, ctx):
+        cfg = self.cfg
+        if ctx.generation == 1:
+            model = self.base  # the generation-0 model is already trained on X_0
+        else:
+            data = chain.training_set(ctx.history, regime=cfg.regime, real=self.real_pool,
+                                      fresh_fraction=cfg.fresh_fraction, rng=ctx.rng)
+            if cfg.retrain == "finetune":
+                model, steps = copy.deepcopy(self.previous_model(ctx)), cfg.finetune_steps
+            else:
+                model, steps = diffusion.make_unet(**_unet_kwargs(self.base)), cfg.base_steps
+            model, _ = diffusion.train_diffusion(
+                model, data["images"], data["labels"] if self.conditional else None, steps=steps,
+                batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
+                cond_drop_prob=cfg.cond_drop_prob if self.conditional else 0.0,
+                seed=training_seed(cfg.seed, ctx.generation), device=cfg.device, progress=self.progress)
+        n = cfg.samples_per_generation
+        n_classes = diffusion.num_classes(self.base)
+        labels = np.arange(n) % n_classes if self.conditional else None  # balanced, same order every generation
+        images = diffusion.sample(model, n, labels=labels, guidance_scale=cfg.guidance_scale if self.conditional
+                                  else 1.0, ddim_steps=cfg.ddim_steps, seed=cfg.seed, generation=ctx.generation,
+                                  device=cfg.device, progress=self.progress)
+        if labels is None:
+            from .features import classify
+            labels = classify(self.classifier, images).argmax(1)
+        if ctx.out_dir is not None:
+            diffusion.save_model(model, ctx.out_dir / "model")
+        self._model, self._model_gen = model, ctx.generation
+        return {"images": images, "labels": np.asarray(labels, np.int64)}
+
+
+def training_seed(seed: int, generation: int) -> int:
+    """Each generation's training draws its own batches and noise (a function of seed and generation only)."""
+    from .runtime import generation_seed
+    return generation_seed(seed, generation, stream=7) % 2**31
+
+
+def _unet_kwargs(model) -> dict:
+    c = model.config
+    return dict(resolution=c.sample_size, channels=c.in_channels, base_channels=c.block_out_channels[0],
+                channel_mult=tuple(w // c.block_out_channels[0] for w in c.block_out_channels),
+                layers_per_block=c.layers_per_block, num_classes=diffusion.num_classes(model),
+                attention="AttnDownBlock2D" in c.down_block_types, norm_groups=c.norm_num_groups)
+
+
+def generation_metrics(classifier, *, intended: bool):
+    """Per-generation numbers, and the classifier's features cached in the generation folder (features.npy)."""
+    from .features import classify, mnist_features
+    from .metrics import class_histogram_entropy
+
+    def metrics(state, ctx):
+        probs = classify(classifier, state["images"])
+        pred = probs.argmax(1)
+        if ctx.out_dir is not None:
+            np.save(ctx.out_dir / "features.npy", mnist_features(classifier, state["images"]))
+            np.save(ctx.out_dir / "predicted.npy", pred.astype(np.int64))
+        out = {"class_entropy_bits": class_histogram_entropy(pred, probs.shape[1]),
+               "mean_confidence": float(probs.max(1).mean())}
+        if intended or ctx.generation == 0:
+            out["class_retention"] = float((pred == state["labels"]).mean())
+        return out
+    return metrics
+
+
+def run_image_chain(cfg, setting: str, real, classifier, *, progress: bool = True) -> chain.ChainResult:
+    """Run (or read back) one setting's chain for a configuration of 02_mnist_chains."""
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown setting {setting!r}; valid: {', '.join(SETTINGS)}")
+    if cfg.retrain not in ("finetune", "scratch"):
+        raise config.ConfigError(f"retrain must be 'finetune' or 'scratch', got {cfg.retrain!r}")
+    x0 = generation_zero(real, cfg.samples_per_generation, cfg.seed)
+    fingerprint = real.fingerprint
+    if cfg.base_train_size < 0:
+        raise config.ConfigError(f"base_train_size must be >= 0 (0 = all), got {cfg.base_train_size}")
+    base_data = ({"images": real.images, "labels": real.labels.astype(np.int64)} if cfg.base_train_size == 0
+                 else generation_zero(real, cfg.base_train_size, cfg.seed))
+    base = base_model(cfg, base_data, real.n_classes, fingerprint, progress=progress)
+    if setting == "latent_feedback":
+        step = LatentFeedback(base, cfg, progress=progress)
+    else:
+        pool = {"images": real.images, "labels": real.labels.astype(np.int64)}
+        step = Retrain(base, cfg, conditional=setting == "label_guided", classifier=classifier, real_pool=pool,
+                       progress=progress)
+    params = {k: cfg[k] for k in CHAIN_KEYS}
+    run_dir = store.run_dir(setting, params, fingerprint)
+    return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=cfg.seed,
+                           metrics=generation_metrics(classifier, intended=setting != "unconditional"),
+                           desc=setting, progress=progress)
+
+
+def cached_features(result: chain.ChainResult, classifier=None) -> list[np.ndarray]:
+    """The classifier features of every generation, read from the run folder (computed if missing)."""
+    feats = []
+    for g, state in enumerate(result.states):
+        f = None if result.run_dir is None else Path(result.run_dir) / f"gen_{g:03d}" / "features.npy"
+        if f is not None and f.exists():
+            feats.append(np.load(f))
+        else:
+            from .features import mnist_features
+            feats.append(mnist_features(classifier, state["images"]))
+    return feats
+
+
+def exemplar_rows(states: list[dict], *, rows: int = 10, by: str = "class", seed: int = 0) -> np.ndarray:
+    """(rows, generations, H, W[,C]) images for an exemplar grid (the paper's Fig. 2).
+
+    by="class": row r shows a random sample labelled r in each generation (blank if none);
+    by="trajectory": row r follows the same sample index through every generation (latent feedback).
+    """
+    if by not in ("class", "trajectory"):
+        raise ValueError(f"by must be 'class' or 'trajectory', got {by!r}")
+    shape = states[0]["images"].shape[1:]
+    out = np.full((rows, len(states)) + shape, 255, np.uint8)
+    rng = np.random.default_rng(seed)
+    if by == "trajectory":
+        idx = rng.choice(len(states[0]["images"]), rows, replace=False)
+        idx = idx[np.argsort(states[0]["labels"][idx], kind="stable")]
+        for g, s in enumerate(states):
+            out[:, g] = s["images"][idx]
+        return out
+    for g, s in enumerate(states):
+        for r in range(rows):
+            hits = np.flatnonzero(s["labels"] == r)
+            if hits.size:
+                out[r, g] = s["images"][rng.choice(hits)]
+    return out
+
+
+def summary_json(result: chain.ChainResult) -> dict:
+    """Per-generation numbers for figures/<notebook>.json."""
+    keys = sorted({k for m in result.metrics for k in m})
+    return {k: [m.get(k) for m in result.metrics] for k in keys} | {"seconds": [round(s, 2) for s in result.seconds]}
+

@@ -1,0 +1,102 @@
+"""The three MNIST feedback settings through the runner: caching, resuming, regimes and exemplar grids."""
+import shutil
+
+import numpy as np
+import pytest
+
+from resonance_utils import config, image_chains
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from resonance_utils.data import load_mnist
+    return load_mnist("train")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    # an untrained classifier is enough to exercise the code paths (the trained one is tested in test_features)
+    from resonance_utils.features import MnistClassifier
+    import torch
+    torch.manual_seed(0)
+    return MnistClassifier().eval()
+
+
+def tiny(**kw):
+    base = dict(n_generations=2, samples_per_generation=20, base_steps=6, finetune_steps=2, batch_size=10,
+                ddim_steps=3, device="cpu")
+    return config.load_config("02_mnist_chains", "smoke", **{**base, **kw})
+
+
+@pytest.mark.parametrize("setting", image_chains.SETTINGS)
+def test_chain_caches_resumes_and_reproduces(setting, mnist, classifier):
+    cfg = tiny()
+    first = image_chains.run_image_chain(cfg, setting, mnist, classifier, progress=False)
+    assert first.computed == [0, 1, 2] and len(first) == 3
+    assert first.states[2]["images"].shape == (20, 28, 28) and first.states[2]["images"].dtype == np.uint8
+    again = image_chains.run_image_chain(cfg, setting, mnist, classifier, progress=False)
+    assert again.computed == [], "a rerun with the same key must compute nothing"
+    shutil.rmtree(first.run_dir / "gen_002")  # a crash during generation 2
+    resumed = image_chains.run_image_chain(cfg, setting, mnist, classifier, progress=False)
+    assert resumed.computed == [2]
+    for a, b in zip(first.states, resumed.states):
+        np.testing.assert_array_equal(a["images"], b["images"])
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+    assert (first.run_dir / "gen_002" / "features.npy").exists()
+    if setting != "latent_feedback":
+        assert (first.run_dir / "gen_002" / "model" / "config.json").exists()
+
+
+def test_label_guided_samples_are_class_balanced_and_keep_their_labels(mnist, classifier):
+    res = image_chains.run_image_chain(tiny(), "label_guided", mnist, classifier, progress=False)
+    for s in res.states:
+        assert np.array_equal(np.bincount(s["labels"], minlength=10), np.full(10, 2))
+    assert "class_retention" in res.metrics[2]
+
+
+def test_unconditional_chain_labels_are_classifier_predictions(mnist, classifier):
+    from resonance_utils.features import classify
+    res = image_chains.run_image_chain(tiny(), "unconditional", mnist, classifier, progress=False)
+    s = res.states[2]
+    np.testing.assert_array_equal(s["labels"], classify(classifier, s["images"]).argmax(1))
+    assert "class_retention" not in res.metrics[2] and "class_entropy_bits" in res.metrics[2]
+
+
+def test_latent_feedback_keeps_trajectory_labels(mnist, classifier):
+    res = image_chains.run_image_chain(tiny(), "latent_feedback", mnist, classifier, progress=False)
+    assert all(np.array_equal(s["labels"], res.states[0]["labels"]) for s in res.states)
+
+
+def test_regime_and_retrain_change_the_run_key(mnist, classifier):
+    a = image_chains.run_image_chain(tiny(n_generations=0), "label_guided", mnist, classifier, progress=False)
+    b = image_chains.run_image_chain(tiny(n_generations=0, regime="accumulate"), "label_guided", mnist, classifier,
+                                     progress=False)
+    assert a.run_dir != b.run_dir
+
+
+def test_bad_settings(mnist, classifier):
+    with pytest.raises(config.ConfigError, match="settings must name"):
+        image_chains.parse_settings("latent, label_guided")
+    with pytest.raises(ValueError, match="unknown setting"):
+        image_chains.run_image_chain(tiny(), "cyclegan", mnist, classifier, progress=False)
+    with pytest.raises(config.ConfigError, match="retrain"):
+        image_chains.run_image_chain(tiny(retrain="warm"), "label_guided", mnist, classifier, progress=False)
+    with pytest.raises(ValueError, match="unknown regime"):
+        image_chains.run_image_chain(tiny(regime="keep"), "label_guided", mnist, classifier, progress=False)
+
+
+def test_exemplar_rows():
+    states = [{"images": np.stack([np.full((2, 2), 10 * g + i, np.uint8) for i in range(6)]),
+               "labels": np.array([0, 1, 2, 0, 1, 2])} for g in range(3)]
+    by_class = image_chains.exemplar_rows(states, rows=4, by="class")
+    assert by_class.shape == (4, 3, 2, 2)
+    for g in range(3):
+        for r in range(3):
+            assert by_class[r, g, 0, 0] % 10 in (r, r + 3)  # a sample of class r
+        assert np.all(by_class[3, g] == 255)  # no class 3: blank
+    traj = image_chains.exemplar_rows(states, rows=3, by="trajectory")
+    assert np.all(traj[:, 1, 0, 0] - traj[:, 0, 0, 0] == 10), "a row follows one sample index"
+    with pytest.raises(ValueError, match="by must be"):
+        image_chains.exemplar_rows(states, by="random")
