@@ -333,6 +333,7 @@ class LucierSetup:
     fingerprint: str
 
 
+SOURCES = ("audio", "chain", "runtime")  # the code a Lucier chain's numbers depend on
 CHAIN_KEYS = ("seed", "voice_path", "voice_seconds", "sample_rate", "rir_path", "room_dims", "rt60", "source_pos",
               "mic_pos", "rir_highpass", "wet_mix", "add_noise", "snr_db", "band_low_hz", "band_high_hz",
               "band_order", "normalise", "tail")  # n_iterations is left out: a longer chain extends a shorter one
@@ -370,7 +371,7 @@ def run_lucier(cfg, *, progress: bool = True, cache: bool = True):
     setup = setup_from_config(cfg)
     run_dir = None
     if cache:
-        run_dir = store.run_dir("lucier", {k: cfg[k] for k in CHAIN_KEYS}, setup.fingerprint)
+        run_dir = store.run_dir("lucier", {k: cfg[k] for k in CHAIN_KEYS}, setup.fingerprint, modules=SOURCES)
     save = lambda x, folder: np.save(folder / "pass.npy", x)  # noqa: E731
     load = lambda folder: np.load(folder / "pass.npy")  # noqa: E731
     result = run_chain(setup.room.step, lambda: setup.room.window(setup.voice), cfg.n_iterations, run_dir=run_dir,

@@ -22,6 +22,7 @@ import numpy as np
 from . import chain, config, diffusion, store
 
 SETTINGS = ("latent_feedback", "label_guided", "unconditional")
+SOURCES = ("chain", "data", "diffusion", "features", "image_chains", "runtime")  # what a chain depends on
 MODEL_KEYS = ("seed", "base_train_size", "base_channels", "channel_mult", "layers_per_block", "attention",
               "base_steps", "batch_size", "lr", "ema_decay", "cond_drop_prob")
 CHAIN_KEYS = MODEL_KEYS + ("samples_per_generation", "finetune_steps", "retrain", "regime", "fresh_fraction", "ddim_steps", "guidance_scale",
@@ -47,7 +48,8 @@ def generation_zero(real, n: int, seed: int) -> dict:
 def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
     """The generation-0 model, trained once on the real set x0 and cached in data/models/diffusion/<key>/."""
     params = {k: cfg[k] for k in MODEL_KEYS}
-    folder = store.data_dir() / "models" / "diffusion" / store.run_key(params, fingerprint)
+    folder = store.data_dir() / "models" / "diffusion" / store.run_key(params, fingerprint,
+                                                                        store.package_source_hash(SOURCES))
     if (folder / "training.json").exists():
         return diffusion.load_model(folder)
     model = diffusion.make_unet(resolution=x0["images"].shape[1], channels=1 if x0["images"].ndim == 3 else
@@ -194,23 +196,39 @@ def run_image_chain(cfg, setting: str, real, classifier, *, progress: bool = Tru
         step = Retrain(base, cfg, conditional=setting == "label_guided", classifier=classifier, real_pool=pool,
                        progress=progress)
     params = {k: cfg[k] for k in CHAIN_KEYS}
-    run_dir = store.run_dir(setting, params, fingerprint)
+    run_dir = store.run_dir(setting, params, fingerprint, modules=SOURCES)
     return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=cfg.seed,
                            metrics=generation_metrics(classifier, intended=setting != "unconditional"),
                            desc=setting, progress=progress)
 
 
-def cached_features(result: chain.ChainResult, classifier=None) -> list[np.ndarray]:
-    """The classifier features of every generation, read from the run folder (computed if missing)."""
-    feats = []
+FEATURE_FILES = {"mnist": "features.npy", "inception": "features_inception.npy"}
+
+
+def cached_features(result: chain.ChainResult, *, network: str = "mnist", model=None,
+                    progress: bool = False) -> list[np.ndarray]:
+    """Every generation's features under `network` ("mnist": the classifier's embedding, written with each
+    generation; "inception": FID Inception pool3, computed once and stored in the generation's folder)."""
+    from . import features
+
+    if network not in FEATURE_FILES:
+        raise ValueError(f"unknown feature network {network!r}; valid: {', '.join(FEATURE_FILES)}")
+    compute = features.mnist_features if network == "mnist" else features.inception_features
+    out = []
     for g, state in enumerate(result.states):
-        f = None if result.run_dir is None else Path(result.run_dir) / f"gen_{g:03d}" / "features.npy"
-        if f is not None and f.exists():
-            feats.append(np.load(f))
-        else:
-            from .features import mnist_features
-            feats.append(mnist_features(classifier, state["images"]))
-    return feats
+        path = None if result.run_dir is None else Path(result.run_dir) / f"gen_{g:03d}" / FEATURE_FILES[network]
+        if path is not None and path.exists():
+            out.append(np.load(path))
+            continue
+        if model is None:
+            raise ValueError(f"generation {g} has no cached {network} features: pass the feature model")
+        f = compute(model, state["images"])
+        if path is not None:
+            with store.atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, f)
+        out.append(f)
+    return out
 
 
 def exemplar_rows(states: list[dict], *, rows: int = 10, by: str = "class", seed: int = 0) -> np.ndarray:

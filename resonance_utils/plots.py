@@ -50,3 +50,21 @@ def image_grid(ax, images: np.ndarray, *, nrow: int, pad: int = 1, cmap="gray"):
     ax.set_xticks([]), ax.set_yticks([])
     ax.grid(False)
     return canvas
+
+
+PHASE_COLORS = {"active transient": "#fde0dd", "slow transient": "#fff7bc", "empirical stationarity": "#e5f5e0"}
+
+
+def shade_phases(ax, x: np.ndarray, labels, *, legend: bool = True) -> None:
+    """Shade the spans of x where each phase label holds (labels[i] belongs to x[i])."""
+    x = np.asarray(x, float)
+    edges = np.concatenate([[x[0]], (x[1:] + x[:-1]) / 2, [x[-1]]])
+    seen = set()
+    start = 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            lab = labels[start]
+            ax.axvspan(edges[start], edges[i], color=PHASE_COLORS.get(lab, "0.9"), alpha=0.9, zorder=0, lw=0,
+                       label=lab if legend and lab not in seen else None)
+            seen.add(lab)
+            start = i

@@ -128,10 +128,17 @@ def array_fingerprint(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def package_source_hash() -> str:
-    """Hash of every .py file in resonance_utils: a code change makes new run keys, so no stale cache is read."""
+def package_source_hash(modules: tuple[str, ...] | None = None) -> str:
+    """Hash of the package's source: a code change makes new run keys, so no stale cache is read.
+
+    modules: the names (e.g. ("chain", "audio")) whose code a result depends on; None hashes every .py file.
+    Naming them keeps a chain's cache valid across changes to, say, plotting code.
+    """
+    files = sorted(PACKAGE_DIR.rglob("*.py")) if modules is None else [PACKAGE_DIR / f"{m}.py" for m in modules]
     h = hashlib.sha256()
-    for p in sorted(PACKAGE_DIR.rglob("*.py")):
+    for p in files:
+        if not p.exists():
+            raise ValueError(f"package_source_hash: no module {p.stem!r} in {PACKAGE_DIR}")
         h.update(p.relative_to(PACKAGE_DIR).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -150,14 +157,16 @@ def run_key(params: dict, input_fingerprint: str, source_hash: str | None = None
     )
 
 
-def run_dir(setting: str, params: dict, input_fingerprint: str) -> Path:
-    """data/runs/<setting>/<key>/, created with a run.json that says what made it."""
-    key = run_key(params, input_fingerprint)
+def run_dir(setting: str, params: dict, input_fingerprint: str, *, modules: tuple[str, ...] | None = None) -> Path:
+    """data/runs/<setting>/<key>/, created with a run.json that says what made it. `modules`: see
+    package_source_hash."""
+    source = package_source_hash(modules)
+    key = run_key(params, input_fingerprint, source)
     d = data_dir() / "runs" / setting / key
     info = d / "run.json"
     if not info.exists():
         write_json(info, {"setting": setting, "params": params, "input_fingerprint": input_fingerprint,
-                          "source_hash": package_source_hash(), "created": _now()})
+                          "source_hash": source, "source_modules": modules or "all", "created": _now()})
     return d
 
 

@@ -87,3 +87,11 @@ def test_outputs_write_files_and_the_manifest(isolated_dirs):
 def test_smoke_outputs_never_land_in_the_real_figures(monkeypatch):
     monkeypatch.delenv("RESONANCE_FIGURES_DIR")
     assert store.figures_dir("smoke") != store.figures_dir("quick") == store.repo_root() / "figures"
+
+
+def test_source_hash_can_follow_only_named_modules():
+    assert store.package_source_hash(("chain", "audio")) == store.package_source_hash(("chain", "audio"))
+    assert store.package_source_hash(("chain", "audio")) != store.package_source_hash(("chain",))
+    assert store.package_source_hash(("chain",)) != store.package_source_hash()
+    with pytest.raises(ValueError, match="no module 'nothing'"):
+        store.package_source_hash(("nothing",))
