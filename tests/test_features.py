@@ -167,3 +167,21 @@ def test_corrupt_torchscript_is_a_cache_error(tmp_path):
     with pytest.raises(CacheError, match="default_1.pt"):
         features.convert_fid_helper_weights(bad, tmp_path / "out.pth")
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_mobilenet_v2_from_the_registry_wheel_classifies_a_real_photo():
+    """The offline MobileNetV2 weights name scikit-learn's real photo of a Chinese palace (ImageNet class 698)."""
+    from sklearn.datasets import load_sample_image
+
+    from resonance_utils import features
+
+    path = features.mobilenet_weights_path()
+    assert path is not None and path.name == features.MOBILENET_FILE
+    model = features.load_mobilenet_v2(device="cpu")
+    photo = load_sample_image("china.jpg")
+    feats, probs = features.mobilenet_outputs(model, photo[None])
+    assert feats.shape == (1, 1280) and probs.shape == (1, 1000)
+    assert abs(probs.sum() - 1) < 1e-4
+    assert int(np.argmax(probs[0])) == 698  # "palace"
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        features.mobilenet_outputs(model, photo[None, ..., 0])
