@@ -1,0 +1,60 @@
+"""Tests for resonance_utils.gaussian_refit: every simulation against its closed form, with stated tolerances.
+
+Tolerances are in standard errors (SE) computed from the closed form or from the replicates; 4.5 SE leaves a
+false-alarm rate below 1e-5 per comparison, while each closed form differs from the wrong alternative (ML vs
+unbiased variance, no shrinkage, wrong rate) by many SE at these sample sizes.
+"""
+import numpy as np
+import pytest
+
+from resonance_utils import gaussian_refit as GR
+from resonance_utils import geometry
+
+
+# ------------------------------------------------------------------------------------- Gaussian refitting
+
+
+def test_gaussian_refit_variance_decays_like_the_closed_form():
+    n, gens, reps = 20, 20, 20000
+    res = GR.run_gaussian_refit(n, gens, n_replicates=reps, seed=0)
+    var = np.array([s["covs"][:, 0, 0] for s in res.states])  # (G + 1, R)
+    g = np.arange(gens + 1)
+    want, sd = GR.predicted_refit_trace(n, g), GR.predicted_refit_variance_sd(n, g)
+    z = np.abs(var.mean(1) - want)[1:] / (sd[1:] / np.sqrt(reps))
+    assert z.max() < 4.5, z
+    np.testing.assert_allclose(var.std(1)[1:11], sd[1:11], rtol=0.1)
+    drift = (np.log(var[-1]) - np.log(var[0])) / gens
+    assert abs(drift.mean() - GR.predicted_refit_log_drift(n)) < 4.5 * drift.std() / np.sqrt(reps)
+    np.testing.assert_allclose(np.log(var[1:]).std(1), GR.predicted_refit_log_sd(n, g[1:]), rtol=0.03)
+    # the unbiased estimator (divide by N - 1) would keep the mean at 1: far outside these bands
+    assert abs(1 - want[-1]) > 20 * sd[-1] / np.sqrt(reps)
+
+
+def test_gaussian_refit_trace_and_mean_in_several_dimensions():
+    n, gens, reps, dim = 12, 15, 4000, 3
+    res = GR.run_gaussian_refit(n, gens, dim=dim, n_replicates=reps, seed=1)
+    tr = np.array([np.trace(s["covs"], axis1=1, axis2=2) for s in res.states])
+    ratio = tr[1:] / tr[:-1]  # E[ratio | past] = (N - 1) / N exactly
+    assert abs(ratio.mean() - GR.refit_factor(n)) < 4.5 * ratio.std() / np.sqrt(ratio.size)
+    shift = np.array([(s["means"] ** 2).sum(1) for s in res.states])
+    want = GR.predicted_refit_mean_shift(n, gens, trace0=dim)
+    assert abs(shift[-1].mean() - want) < 4.5 * shift[-1].std() / np.sqrt(reps)
+    logdet = np.linalg.slogdet(res.states[-1]["covs"])[1] / gens
+    assert abs(logdet.mean() - GR.predicted_refit_log_drift(n, dim=dim)) < 4.5 * logdet.std() / np.sqrt(reps)
+
+
+def test_refit_contracts_directionally_at_the_lyapunov_rates():
+    n, dim, gens, reps = 10, 3, 40, 400
+    res = GR.run_gaussian_refit(n, gens, dim=dim, n_replicates=reps, seed=3)
+    logeig = np.log(np.linalg.eigvalsh(np.stack([res.states[g]["covs"] for g in (20, 40)]))[..., ::-1])
+    slope = (logeig[1] - logeig[0]) / 20  # (R, d), after the first 20 generations' transient
+    want = GR.predicted_refit_lyapunov(n, dim=dim)
+    assert np.all(np.abs(slope.mean(0) - want) < 4.5 * slope.std(0) / np.sqrt(reps) + 0.01), (slope.mean(0), want)
+    assert want.sum() == pytest.approx(GR.predicted_refit_log_drift(n, dim=dim))
+
+
+def test_refit_clouds_classify_as_contraction():
+    res = GR.run_gaussian_refit(10, 60, dim=4, n_replicates=1, seed=2)
+    clouds = GR.refit_clouds(res, generations=range(0, 61, 15), n_points=400)
+    patterns = geometry.classify_trajectory(clouds, window=3)
+    assert all(p.global_axis == "contraction" for p in patterns), [p.pattern for p in patterns]
