@@ -5,6 +5,7 @@ false-alarm rate below 1e-5 per comparison, while each closed form differs from 
 unbiased variance, no shrinkage, wrong rate) by many SE at these sample sizes.
 """
 import numpy as np
+import pytest
 
 from resonance_utils import coevolution as CO
 
@@ -92,3 +93,14 @@ def test_coupled_chain_shows_a_matthew_effect():
     live = res["traces"][:, -1] * (res["probs"][:, -1] > 0) / res["traces"][:, 0]
     frequent, rare = np.median(live[:, :3]), np.median(live[:, -3:])
     assert frequent > 2 * rare, (frequent, rare)
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="n_samples"):
+        CO.run_coevolution(ORIGINAL, 2, case="coupled", n_samples=1)
+    with pytest.raises(ValueError, match="unknown case"):
+        CO.run_coevolution(ORIGINAL, 2, case="frozen", n_samples=10)
+    with pytest.raises(ValueError, match="unknown captioner"):
+        CO.run_coevolution(ORIGINAL, 2, case="coupled", n_samples=10, captioner="clip")
+    with pytest.raises(ValueError, match="sum to 1"):
+        CO.run_coevolution({**ORIGINAL, "probs": np.array([0.5, 0.2, 0.2])}, 2, case="coupled", n_samples=10)

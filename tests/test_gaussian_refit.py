@@ -58,3 +58,12 @@ def test_refit_clouds_classify_as_contraction():
     clouds = GR.refit_clouds(res, generations=range(0, 61, 15), n_points=400)
     patterns = geometry.classify_trajectory(clouds, window=3)
     assert all(p.global_axis == "contraction" for p in patterns), [p.pattern for p in patterns]
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="n_samples"):
+        GR.run_gaussian_refit(1, 3)
+    with pytest.raises(ValueError, match="cov0 must have shape"):
+        GR.run_gaussian_refit(5, 2, dim=2, cov0=np.eye(3))
+    with pytest.raises(ValueError, match="singular"):
+        GR.predicted_refit_log_drift(3, dim=3)

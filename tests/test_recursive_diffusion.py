@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from resonance_utils import coevolution as CO
-from resonance_utils import gaussian_refit as GR
 from resonance_utils import recursive_diffusion as RD
 
 DATA_1D = RD.isotropic_mixture([0.5, 0.3, 0.2], [-1.0, 1.5, 3.0], [0.3, 0.4, 0.3])
@@ -194,9 +192,6 @@ def test_fit_gmm_recovers_a_mixture():
 # ------------------------------------------------------------------------------------------- bad inputs
 
 
-ORIGINAL = CO.coevolution_initial(3, 2, zipf=1.0, separation=4.0, seed=0)  # as in test_coevolution.py
-
-
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="delta"):
         RD.early_stop_map(DATA_1D, -0.1)
@@ -215,27 +210,13 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="points must have shape"):
         DATA_2D.pdf(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="n_samples"):
-        GR.run_gaussian_refit(1, 3)
-    with pytest.raises(ValueError, match="n_samples"):
         RD.run_fitted_diffusion_chain(DATA_1D, [0.1], n_samples=1)
-    with pytest.raises(ValueError, match="n_samples"):
-        CO.run_coevolution(ORIGINAL, 2, case="coupled", n_samples=1)
     with pytest.raises(ValueError, match="real_fraction"):
         RD.recursion_step(DATA_1D, DATA_1D, 0.1, real_fraction=1.5)
     with pytest.raises(ValueError, match="unknown schedule"):
         RD.delta_schedule(0.1, 3, kind="cosine")
     with pytest.raises(ValueError, match="unknown output"):
         RD.early_stop_map(DATA_1D, 0.1, output="denoised")
-    with pytest.raises(ValueError, match="unknown case"):
-        CO.run_coevolution(ORIGINAL, 2, case="frozen", n_samples=10)
-    with pytest.raises(ValueError, match="unknown captioner"):
-        CO.run_coevolution(ORIGINAL, 2, case="coupled", n_samples=10, captioner="clip")
-    with pytest.raises(ValueError, match="sum to 1"):
-        CO.run_coevolution({**ORIGINAL, "probs": np.array([0.5, 0.2, 0.2])}, 2, case="coupled", n_samples=10)
-    with pytest.raises(ValueError, match="cov0 must have shape"):
-        GR.run_gaussian_refit(5, 2, dim=2, cov0=np.eye(3))
-    with pytest.raises(ValueError, match="singular"):
-        GR.predicted_refit_log_drift(3, dim=3)
     with pytest.raises(ValueError, match="no limit|only for"):
         RD.limit_mixture(DATA_1D, 0.1, real_fraction=0.0, output="rescaled")
     with pytest.raises(ValueError, match="parameter 'means'"):
