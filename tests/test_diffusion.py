@@ -94,6 +94,8 @@ def test_training_input_errors(digits):
         train_diffusion(uncond, np.zeros((4, 32, 32), np.uint8), steps=1, progress=False)
     with pytest.raises(TypeError, match="uint8"):
         train_diffusion(uncond, x.astype(np.float32), steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
+        train_diffusion(cond, x, np.full(16, 10), steps=1, progress=False)  # 10 is the null id, not a class
 
 
 # ------------------------------------------------------------------------------------------------ sampling

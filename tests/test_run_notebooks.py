@@ -2,8 +2,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from resonance_utils import run_notebooks
 from resonance_utils.store import repo_root
 
