@@ -97,6 +97,7 @@ class Retrain:
     conditional: bool
     classifier: object = None  # labels the unconditional chain's samples
     real_pool: dict | None = None
+    select: object = None  # select(data, rng) -> data: a mitigation hook applied to each training set
     progress: bool = True
 
     def __post_init__(self):
@@ -119,6 +120,8 @@ class Retrain:
         else:
             data = chain.training_set(ctx.history, regime=cfg.regime, real=self.real_pool,
                                       fresh_fraction=cfg.fresh_fraction, rng=ctx.rng)
+            if self.select is not None:
+                data = self.select(data, ctx.rng)
             if cfg.retrain == "finetune":
                 model, steps = copy.deepcopy(self.previous_model(ctx)), cfg.finetune_steps
             else:
@@ -176,8 +179,14 @@ def generation_metrics(classifier, *, intended: bool):
     return metrics
 
 
-def run_image_chain(cfg, setting: str, real, classifier, *, progress: bool = True) -> chain.ChainResult:
-    """Run (or read back) one setting's chain for a configuration of 02_mnist_chains."""
+def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_params: dict | None = None,
+                    progress: bool = True) -> chain.ChainResult:
+    """Run (or read back) one setting's chain for a configuration of 02_mnist_chains.
+
+    select(data, rng) -> data filters or selects each training set of a retraining chain (a mitigation);
+    select_params names it in the run key (required with select)."""
+    if select is not None and not select_params:
+        raise ValueError("a select hook needs select_params that name it (they enter the run key)")
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; valid: {', '.join(SETTINGS)}")
     if cfg.retrain not in ("finetune", "scratch"):
@@ -194,8 +203,10 @@ def run_image_chain(cfg, setting: str, real, classifier, *, progress: bool = Tru
     else:
         pool = {"images": real.images, "labels": real.labels.astype(np.int64)}
         step = Retrain(base, cfg, conditional=setting == "label_guided", classifier=classifier, real_pool=pool,
-                       progress=progress)
+                       select=select, progress=progress)
     params = {k: cfg[k] for k in CHAIN_KEYS}
+    if select_params:
+        params["selection"] = select_params
     run_dir = store.run_dir(setting, params, fingerprint, modules=SOURCES)
     return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=cfg.seed,
                            metrics=generation_metrics(classifier, intended=setting != "unconditional"),
