@@ -33,9 +33,12 @@ def build_dir(profile: str) -> Path:
 
 
 def inputs_hash(stem: str, profile: str, overrides: dict) -> str:
+    """The notebook, the overrides, the package's source and EVERY notebook's YAML of this profile: the
+    diagnostics notebooks read other notebooks' chains (05 and 08 load 02's parameters), so a change there must
+    rerun them too."""
     nb = (notebooks_dir() / f"{stem}.ipynb").read_bytes()
-    yml = (config.params_dir() / stem / f"{profile}.yaml").read_bytes()
-    return store.hash_bytes(nb, yml, json.dumps(overrides, sort_keys=True).encode(),
+    ymls = [p.read_bytes() for p in sorted(config.params_dir().glob(f"*/{profile}.yaml"))]
+    return store.hash_bytes(nb, *ymls, json.dumps(overrides, sort_keys=True).encode(),
                             store.package_source_hash().encode())
 
 

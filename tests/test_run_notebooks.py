@@ -35,6 +35,22 @@ def test_inputs_hash_follows_notebook_params_and_overrides():
     assert a != run_notebooks.inputs_hash("01_lucier_room", "smoke", {"n_iterations": 3})
 
 
+def test_inputs_hash_follows_the_parameters_of_chains_a_notebook_reads(tmp_path, monkeypatch):
+    """05 reads 02's chains: editing 02's YAML must rerun 05, not skip it with stale figures."""
+    import shutil
+
+    from resonance_utils import config
+
+    root = tmp_path / "repo"
+    shutil.copytree(config.params_dir(), root / "params")
+    shutil.copytree(run_notebooks.notebooks_dir(), root / "notebooks")
+    monkeypatch.setenv("RESONANCE_ROOT", str(root))
+    before = run_notebooks.inputs_hash("05_drift_geometry", "quick", {})
+    yml = root / "params" / "02_mnist_chains" / "quick.yaml"
+    yml.write_text(yml.read_text().replace("n_generations: 5", "n_generations: 6"))
+    assert run_notebooks.inputs_hash("05_drift_geometry", "quick", {}) != before
+
+
 def test_second_run_skips_and_force_reruns(tmp_path, monkeypatch):
     """One real papermill execution (smoke, a few passes), then a skip, then a failure that names its log."""
     monkeypatch.setenv("RESONANCE_FIGURES_DIR", str(tmp_path / "figures"))
