@@ -1,0 +1,953 @@
+"""CycleGAN: the official ResNet generator and PatchGAN discriminator, training, and the iterated cycle x -> F(G(x)).
+
+The networks are written from scratch with the module layout (and so the state-dict keys) of the official
+junyanz/pytorch-CycleGAN-and-pix2pix `networks.py` with instance norm, so its `latest_net_G_A.pth` files load.
+Names follow the domains: G_AB maps domain A to B, G_BA maps B to A, and D_A judges images of domain A (the
+official code names the discriminator after the generator that feeds it, so its D_A judges domain B).
+
+The cycle map is deterministic, so the chain it drives is not ergodic: every start runs into an attractor (a
+fixed point or a cycle), and `find_attractors` reads the attractors and their basins off a trajectory.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import to_float
+from .runtime import generation_rng, pick_device, torch_generator
+from .store import CacheError, atomic_path, read_json, write_json
+
+WEIGHTS_FILE, CONFIG_FILE = "cyclegan.safetensors", "cyclegan.json"
+BATCH_A_STREAM, BATCH_B_STREAM, POOL_STREAM = 0, 1, 2  # independent random streams of one training run
+LOSS_KEYS = ("G", "D_A", "D_B", "cycle", "identity", "adv")
+
+
+# ------------------------------------------------------------------------------------------------ the networks
+def _norm(channels: int) -> nn.Module:
+    # the official 'instance' norm: no affine parameters, no running statistics (so no state-dict entries)
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResnetBlock(nn.Module):
+    """x + conv_block(x); conv_block = pad, conv3, norm, ReLU, [dropout], pad, conv3, norm (official indices)."""
+
+    def __init__(self, dim: int, use_dropout: bool = False):
+        super().__init__()
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _norm(dim), nn.ReLU(True)]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _norm(dim)]
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """The official ResNet generator: c7s1-ngf, two stride-2 convs, n_blocks residual blocks at 1/4 resolution,
+    two transposed convs, c7s1-output_nc, tanh. Height and width must be multiples of 4 (28 -> 14 -> 7 -> 28).
+
+    Key layout (ngf and n_blocks only change widths and how many blocks): model.1 first conv, model.4 and
+    model.7 downsampling, model.10 .. model.{9+n_blocks} blocks, then two ConvTranspose2d and the last conv.
+    """
+
+    def __init__(self, input_nc: int = 1, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9,
+                 use_dropout: bool = False):
+        super().__init__()
+        if min(input_nc, output_nc, ngf) < 1 or n_blocks < 0:
+            raise ValueError(f"ResnetGenerator needs input_nc, output_nc, ngf >= 1 and n_blocks >= 0, got "
+                             f"{input_nc}, {output_nc}, {ngf}, {n_blocks}")
+        self.input_nc, self.output_nc, self.ngf, self.n_blocks = input_nc, output_nc, ngf, n_blocks
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True)]
+        for i in range(2):  # downsampling: ngf -> 2 ngf -> 4 ngf
+            c = ngf * 2 ** i
+            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=True), _norm(2 * c), nn.ReLU(True)]
+        layers += [ResnetBlock(4 * ngf, use_dropout) for _ in range(n_blocks)]
+        for i in range(2):  # upsampling: 4 ngf -> 2 ngf -> ngf
+            c = ngf * 2 ** (2 - i)
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
+                       _norm(c // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    """The official PatchGAN (70x70 receptive field for n_layers=3): kernel 4, padding 1, LeakyReLU 0.2, n_layers
+    stride-2 convs (the first without norm), one stride-1 conv with norm, a stride-1 conv to one channel."""
+
+    def __init__(self, input_nc: int = 1, ndf: int = 64, n_layers: int = 3):
+        super().__init__()
+        if min(input_nc, ndf, n_layers) < 1:
+            raise ValueError(f"NLayerDiscriminator needs input_nc, ndf, n_layers >= 1, got {input_nc}, {ndf}, "
+                             f"{n_layers}")
+        self.input_nc, self.ndf, self.n_layers = input_nc, ndf, n_layers
+        layers = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2 ** n, 8)
+            stride = 2 if n < n_layers else 1  # the last widening conv keeps the resolution
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=True), _norm(ndf * mult),
+                       nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def patch_size(size: int, n_layers: int) -> int:
+    """The side of the discriminator's patch map for an input side `size` (n_layers stride-2, two stride-1)."""
+    for _ in range(n_layers):
+        size = (size + 2 - 4) // 2 + 1
+    return size - 2
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
+    """The official init_weights('normal'): conv weights from N(0, gain), biases zero."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net
+
+
+# --------------------------------------------------------------------------------- official checkpoints
+_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def load_official_generator(path, *, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
+                            device: str = "cpu") -> ResnetGenerator:
+    """A ResnetGenerator from an official checkpoint (e.g. horse2zebra's latest_net_G_A.pth), in eval mode.
+
+    Handles what the official loader handles: a DataParallel 'module.' prefix, and InstanceNorm running
+    statistics that checkpoints from PyTorch < 0.4 carry. Everything else must match exactly (strict).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: give the path of an official generator checkpoint "
+                                "such as checkpoints/<name>/latest_net_G_A.pth")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle, zip or truncation errors all mean an unreadable file
+        raise ValueError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}); the official "
+                         "code saves net.state_dict() with torch.save")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.endswith(_STAT_SUFFIXES)}  # instance norm keeps none
+
+    net = ResnetGenerator(input_nc, output_nc, ngf, n_blocks)
+    want = net.state_dict()
+    missing = sorted(set(want) - set(state), key=_key_order)
+    unexpected = sorted(set(state) - set(want), key=_key_order)
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(want[k].shape)})" for k in want
+             if k in state and state[k].shape != want[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"{path} does not match ResnetGenerator(input_nc={input_nc}, output_nc={output_nc}, "
+                         f"ngf={ngf}, n_blocks={n_blocks}): " + "; ".join(filter(None, [
+                             _listing("missing keys", missing), _listing("unexpected keys", unexpected),
+                             _listing("shape mismatches", wrong)])) + ". " + _suggest(state))
+    net.load_state_dict(state, strict=True)
+    return net.to(pick_device(device)).eval()
+
+
+def _key_order(key: str):
+    # model.10 after model.9; (0, n) and (1, name) keep numbers and names comparable in foreign keys
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
+
+
+def _listing(what: str, items: list, n: int = 6) -> str:
+    if not items:
+        return ""
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return f"{what} {', '.join(items[:n])}{more}"
+
+
+def _suggest(state: dict) -> str:
+    """What the checkpoint's keys say its settings were, to put in the error message."""
+    blocks = {k.split(".")[1] for k in state if ".conv_block." in k}
+    w = state.get("model.1.weight")
+    hints = [f"n_blocks={len(blocks)}"]
+    if w is not None and w.ndim == 4:
+        hints += [f"ngf={w.shape[0]}", f"input_nc={w.shape[1]}"]
+    last = max((k for k in state if k.endswith(".weight") and k.startswith("model.") and ".conv_block." not in k),
+               key=_key_order, default=None)
+    if last is not None and state[last].ndim == 4:
+        hints.append(f"output_nc={state[last].shape[0]}")
+    note = " (conv_block.6 keys: it was trained with dropout, which this loader does not build)" if any(
+        ".conv_block.6." in k for k in state) else ""
+    return f"The checkpoint's keys suggest {', '.join(hints)}{note}; is it a resnet_9blocks/6blocks generator?"
+
+
+# ---------------------------------------------------------------------------------------------- the model pair
+class CycleGAN(nn.Module):
+    """Two generators (G_AB: A -> B, G_BA: B -> A) and two PatchGANs (D_A judges domain A, D_B domain B)."""
+
+    def __init__(self, *, channels: int = 1, ngf: int = 16, n_blocks: int = 3, ndf: int = 16, n_layers: int = 2):
+        super().__init__()
+        self.config = dict(channels=int(channels), ngf=int(ngf), n_blocks=int(n_blocks), ndf=int(ndf),
+                           n_layers=int(n_layers))
+        self.G_AB = ResnetGenerator(channels, channels, ngf, n_blocks)
+        self.G_BA = ResnetGenerator(channels, channels, ngf, n_blocks)
+        self.D_A = NLayerDiscriminator(channels, ndf, n_layers)
+        self.D_B = NLayerDiscriminator(channels, ndf, n_layers)
+
+    def forward(self, x):
+        """The cycle A -> B -> A."""
+        return self.G_BA(self.G_AB(x))
+
+
+def make_cyclegan(*, channels: int = 1, ngf: int = 16, n_blocks: int = 3, ndf: int = 16, n_layers: int = 2,
+                  seed: int = 0) -> CycleGAN:
+    """A freshly initialised CycleGAN (official 'normal' init, std 0.02), the same for the same seed.
+
+    The defaults are small (about 0.3M parameters per generator) for 28x28 MNIST on a CPU; the paper's
+    resnet_9blocks is ngf=64, n_blocks=9, ndf=64, n_layers=3.
+    """
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's global RNG
+        torch.manual_seed(seed)
+        return init_weights(CycleGAN(channels=channels, ngf=ngf, n_blocks=n_blocks, ndf=ndf, n_layers=n_layers))
+
+
+# -------------------------------------------------------------------------------------------------- image data
+def _image_shape(x: np.ndarray, what: str) -> tuple[int, int, int]:
+    """(H, W, C) of an (N,H,W) or (N,H,W,C) array."""
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{what} must be (N,H,W) or (N,H,W,C), got shape {x.shape}")
+    return (*x.shape[1:3], 1) if x.ndim == 3 else tuple(x.shape[1:])
+
+
+def _check_size(h: int, w: int, what: str) -> None:
+    # two stride-2 convs and two transposed convs give back the size only for multiples of 4; the reflection
+    # padding at 1/4 resolution needs at least 2 pixels there
+    if h % 4 or w % 4 or min(h, w) < 8:
+        raise ValueError(f"{what} are {h}x{w}: the ResNet generator needs height and width that are multiples of "
+                         "4 and at least 8 (e.g. 28x28 or 32x32); pad or crop the images")
+
+
+def _to_nchw(images, channels: int | None, what: str = "images") -> tuple[torch.Tensor, bool]:
+    """uint8, or float in [-1, 1], (N,H,W[,C]) -> float32 (N,C,H,W) in [-1, 1], and whether the input was 3-D."""
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    h, w, c = _image_shape(x, what)
+    if channels is not None and c != channels:
+        raise ValueError(f"{what} have {c} channel(s) (shape {x.shape}), the generator takes {channels}")
+    _check_size(h, w, what)
+    if x.dtype == np.uint8:
+        return to_float(x), x.ndim == 3
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{what} must be uint8 or float in [-1, 1], got {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if x.size and not (np.isfinite(x).all() and x.min() >= -1 - 1e-6 and x.max() <= 1 + 1e-6):
+        raise ValueError(f"float {what} must lie in [-1, 1] (the networks' scale), got range "
+                         f"[{np.nanmin(x):.4g}, {np.nanmax(x):.4g}]; pass uint8 images, or x / 127.5 - 1")
+    x4 = x[..., None] if x.ndim == 3 else x
+    return torch.from_numpy(np.ascontiguousarray(x4.transpose(0, 3, 1, 2))), x.ndim == 3
+
+
+def _from_nchw(t: torch.Tensor, squeeze: bool) -> np.ndarray:
+    x = t.permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(x[..., 0] if squeeze and x.shape[-1] == 1 else x, dtype=np.float32)
+
+
+def quantize(x: np.ndarray) -> np.ndarray:
+    """Float images in [-1, 1] -> the nearest uint8 level, with exactly the arithmetic of data.to_uint8."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.clip(np.rint((x + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+
+
+def _autocast(device: torch.device):
+    # bf16 pays on CUDA; on a CPU it is about 10x slower than fp32 (measured), so the CPU runs plain fp32
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _memory(device: torch.device):
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+# ------------------------------------------------------------------------------------------------------ training
+class _ImagePool:
+    """The official image history: once full, each new fake is swapped (with probability 1/2) for a stored one,
+    so the discriminators also see older generator outputs. Seeded, on the training device."""
+
+    def __init__(self, size: int, rng: np.random.Generator):
+        self.size, self.rng, self.images, self.count = size, rng, None, 0
+
+    def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        fakes = fakes.detach()  # the discriminator step must not reach back into the generators
+        if self.size == 0:
+            return fakes
+        if self.images is None:
+            self.images = torch.empty((self.size, *fakes.shape[1:]), dtype=fakes.dtype, device=fakes.device)
+        out = []
+        for img in fakes:
+            if self.count < self.size:
+                self.images[self.count] = img
+                self.count += 1
+                out.append(img)
+            elif self.rng.random() > 0.5:
+                j = int(self.rng.integers(self.size))
+                out.append(self.images[j].clone())
+                self.images[j] = img
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+
+class _Batches:
+    """Seeded batches of indices: each image once per epoch, in a fresh random order each epoch."""
+
+    def __init__(self, n: int, batch_size: int, gen: torch.Generator):
+        self.n, self.batch_size, self.gen = n, batch_size, gen
+        self.order = torch.empty(0, dtype=torch.long)
+
+    def next(self) -> torch.Tensor:
+        if len(self.order) < self.batch_size:
+            self.order = torch.cat([self.order, torch.randperm(self.n, generator=self.gen)])
+        idx, self.order = self.order[:self.batch_size], self.order[self.batch_size:]
+        return idx
+
+
+def _check_domains(model: CycleGAN, domain_a, domain_b, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(domain_a), np.asarray(domain_b)
+    for x, name in ((a, "domain_a"), (b, "domain_b")):
+        if x.dtype != np.uint8:
+            raise TypeError(f"{name} must be uint8 images (N,H,W) or (N,H,W,C), got {x.dtype}; convert floats in "
+                            "[-1, 1] with cyclegan.quantize or data.to_uint8")
+        _image_shape(x, name)
+    sa, sb = _image_shape(a, "domain_a"), _image_shape(b, "domain_b")
+    if sa != sb:
+        raise ValueError(f"domain_a and domain_b must have the same image shape (H,W,C): got {sa} and {sb}")
+    channels = model.config["channels"]
+    if sa[2] != channels:
+        raise ValueError(f"the images have {sa[2]} channel(s), the model was made with channels={channels}")
+    _check_size(sa[0], sa[1], "the images")
+    side = patch_size(min(sa[:2]), model.config["n_layers"])
+    if side < 1:
+        raise ValueError(f"{sa[0]}x{sa[1]} images are too small for a PatchGAN with n_layers="
+                         f"{model.config['n_layers']} (its patch map would be empty); use fewer n_layers")
+    for x, name in ((a, "domain_a"), (b, "domain_b")):
+        if len(x) < batch_size:
+            raise ValueError(f"{name} has {len(x)} images, fewer than batch_size={batch_size}; give more images "
+                             "or a smaller batch_size")
+    return a, b
+
+
+def train_cyclegan(model: CycleGAN, domain_a, domain_b, *, steps: int = 1000, batch_size: int = 8,
+                   lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), lambda_cycle: float = 10.0,
+                   lambda_identity: float = 0.5, pool_size: int = 50, seed: int = 0, device: str = "auto",
+                   progress: bool = True) -> tuple[CycleGAN, dict[str, np.ndarray]]:
+    """Train (or keep training) a CycleGAN on two unpaired uint8 image sets, as the official recipe does.
+
+    Least-squares GAN losses, cycle L1 weighted lambda_cycle, identity L1 weighted lambda_cycle * lambda_identity,
+    a history pool of pool_size fakes per discriminator, Adam, the learning rate constant for the first half of
+    the steps and decaying linearly over the second. Batches of A and B are drawn independently (unpaired).
+
+    Returns (model in eval mode, losses): per step 'adv' (the two generator LSGAN terms), 'cycle' and 'identity'
+    (the plain L1 sums of both directions, unweighted), 'G' (adv + the weighted cycle and identity terms) and
+    'D_A', 'D_B' (each half the sum of its real and fake MSE, as in the official code).
+    """
+    steps, batch_size = int(steps), int(batch_size)
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got steps={steps}, batch_size={batch_size}")
+    if lambda_cycle < 0 or lambda_identity < 0 or pool_size < 0 or lr <= 0:
+        raise ValueError(f"lambda_cycle, lambda_identity and pool_size must be >= 0 and lr > 0, got {lambda_cycle}, "
+                         f"{lambda_identity}, {pool_size}, {lr}")
+    a_np, b_np = _check_domains(model, domain_a, domain_b, batch_size)
+    a_all, b_all = to_float(a_np), to_float(b_np)  # kept on the CPU; batches move to the device
+
+    device = pick_device(device)
+    memory = _memory(device)
+    model = model.to(device, memory_format=memory).train()
+    opt_g = torch.optim.Adam(itertools.chain(model.G_AB.parameters(), model.G_BA.parameters()), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(itertools.chain(model.D_A.parameters(), model.D_B.parameters()), lr=lr, betas=betas)
+    half = steps // 2
+    # the official 'linear' policy, per step: constant, then linearly towards (not quite) zero
+    decay = lambda s: 1.0 - max(0, s - half + 1) / (steps - half + 1)
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
+    batches_a = _Batches(len(a_all), batch_size, torch_generator(seed, 0, BATCH_A_STREAM))
+    batches_b = _Batches(len(b_all), batch_size, torch_generator(seed, 0, BATCH_B_STREAM))
+    pool_a = _ImagePool(pool_size, generation_rng(seed, 0, POOL_STREAM))
+    pool_b = _ImagePool(pool_size, generation_rng(seed, 1, POOL_STREAM))
+    w_idt = lambda_cycle * lambda_identity
+    history = torch.zeros((steps, len(LOSS_KEYS)), dtype=torch.float32, device=device)  # read back once, at the end
+    dis = (model.D_A, model.D_B)
+
+    def lsgan(pred, real: bool):
+        return F.mse_loss(pred.float(), torch.full_like(pred, 1.0 if real else 0.0, dtype=torch.float32))
+
+    bar = tqdm(range(steps), desc="cyclegan training", disable=not progress)
+    for step in bar:
+        real_a = a_all[batches_a.next()].to(device, memory_format=memory)
+        real_b = b_all[batches_b.next()].to(device, memory_format=memory)
+
+        # generators, with the discriminators frozen (their gradients would be thrown away)
+        for d in dis:
+            d.requires_grad_(False)
+        with _autocast(device):
+            fake_b = model.G_AB(real_a)
+            fake_a = model.G_BA(real_b)
+            rec_a, rec_b = model.G_BA(fake_b), model.G_AB(fake_a)
+            adv = lsgan(model.D_B(fake_b), True) + lsgan(model.D_A(fake_a), True)
+            cycle = F.l1_loss(rec_a.float(), real_a) + F.l1_loss(rec_b.float(), real_b)
+            if w_idt > 0:  # G_AB should leave images of B alone, G_BA those of A
+                identity = (F.l1_loss(model.G_AB(real_b).float(), real_b) +
+                            F.l1_loss(model.G_BA(real_a).float(), real_a))
+            else:
+                identity = torch.zeros((), device=device)
+        loss_g = adv + lambda_cycle * cycle + w_idt * identity
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        # discriminators: real vs a fake from the history pool
+        for d in dis:
+            d.requires_grad_(True)
+        with _autocast(device):
+            old_a, old_b = pool_a.query(fake_a), pool_b.query(fake_b)
+            loss_da = 0.5 * (lsgan(model.D_A(real_a), True) + lsgan(model.D_A(old_a), False))
+            loss_db = 0.5 * (lsgan(model.D_B(real_b), True) + lsgan(model.D_B(old_b), False))
+        opt_d.zero_grad(set_to_none=True)
+        (loss_da + loss_db).backward()
+        opt_d.step()
+        for s in scheds:
+            s.step()
+
+        history[step] = torch.stack([loss_g, loss_da, loss_db, cycle, identity, adv]).detach().float()
+        if step % 20 == 0 or step == steps - 1:
+            g, c = history[max(0, step - 19):step + 1, [0, 3]].mean(0).tolist()
+            bar.set_postfix(G=f"{g:.3f}", cycle=f"{c:.3f}")
+    h = history.cpu().numpy()
+    return model.eval(), {k: h[:, i].copy() for i, k in enumerate(LOSS_KEYS)}
+
+
+# --------------------------------------------------------------------------------------------------- save, load
+def save_cyclegan(model: CycleGAN, folder) -> Path:
+    """folder/cyclegan.safetensors (all four networks) and folder/cyclegan.json (make_cyclegan's settings),
+    written to a temporary folder and renamed, so a folder is either complete or absent."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        write_json(tmp / CONFIG_FILE, {"kind": "cyclegan", **model.config})
+    return folder
+
+
+def load_cyclegan(folder, device: str = "cpu") -> CycleGAN:
+    """A CycleGAN saved by save_cyclegan, in eval mode; a missing or unreadable file says which and what to do."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for f in (folder / CONFIG_FILE, folder / WEIGHTS_FILE):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: {folder} is not a model saved by cyclegan.save_cyclegan")
+    cfg = read_json(folder / CONFIG_FILE)
+    keys = set(CycleGAN().config)
+    if not isinstance(cfg, dict) or cfg.get("kind") != "cyclegan" or set(cfg) - {"kind"} != keys:
+        raise CacheError(f"{folder / CONFIG_FILE} is not a CycleGAN configuration (want kind='cyclegan' and "
+                         f"{sorted(keys)}); delete {folder} and save the model again")
+    model = CycleGAN(**{k: cfg[k] for k in keys})
+    try:
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=True)
+    except Exception as e:  # noqa: BLE001 - a truncated file, a foreign file or a shape mismatch: all unusable
+        raise CacheError(f"{folder / WEIGHTS_FILE} holds no readable weights for this CycleGAN "
+                         f"({type(e).__name__}: {e}); delete {folder} and train or save the model again") from e
+    return model.to(pick_device(device)).eval()
+
+
+# ------------------------------------------------------------------------------------------------- translating
+@torch.inference_mode()
+def _run_generators(generators: list[nn.Module], images, batch_size: int, device) -> np.ndarray:
+    """Apply generators one after another to (N,H,W[,C]) images, batch by batch, in fp32 and eval mode."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = _module_device(generators[0]) if device is None else pick_device(str(device))
+    x_all, squeeze = _to_nchw(images, getattr(generators[0], "input_nc", None))
+    memory = _memory(device)
+    modes = [g.training for g in generators]
+    try:
+        for g in generators:
+            g.to(device, memory_format=memory).eval()
+        # fp32 also on CUDA: the iterated map's attractors should not depend on bf16 rounding
+        out = [_apply(generators, x_all[i:i + batch_size].to(device, memory_format=memory)).float().cpu()
+               for i in range(0, len(x_all), batch_size)]
+    finally:
+        for g, m in zip(generators, modes):
+            g.train(m)
+    y = torch.cat(out) if out else torch.empty((0, getattr(generators[-1], "output_nc", x_all.shape[1]),
+                                                *x_all.shape[2:]))
+    return _from_nchw(y, squeeze)
+
+
+def _apply(generators, x):
+    for g in generators:
+        x = g(x)
+    return x
+
+
+def translate(generator: nn.Module, images, *, batch_size: int = 256, device=None) -> np.ndarray:
+    """generator(images) as float32 in [-1, 1], in the input's layout ((N,H,W) stays (N,H,W)).
+
+    images: uint8, or float in [-1, 1]; device None runs where the generator is.
+    """
+    return _run_generators([generator], images, batch_size, device)
+
+
+# ---------------------------------------------------------------------------------------- the iterated cycle
+def cycle_map(model: CycleGAN, *, quantize: bool = True, batch_size: int = 256, device=None):
+    """f(x) = G_BA(G_AB(x)) on image arrays. quantize=True rounds each result to the uint8 grid (returns uint8,
+    as if every step were saved as an image file); False returns float32 in [-1, 1] and never rounds.
+    The intermediate G_AB(x) is not rounded."""
+    do_round = quantize
+    generators = [model.G_AB, model.G_BA]
+
+    def f(x):
+        y = _run_generators(generators, x, batch_size, device)
+        return _quantize(y) if do_round else y
+
+    return f
+
+
+_quantize = quantize  # cycle_map's argument shadows the function's name
+
+
+class CycleStep:
+    """The CycleGAN operator T for chain.run_chain: state {"images", "labels"} -> the cycle of the images, the
+    labels carried along unchanged (they name the start, so basins can be read per class)."""
+
+    def __init__(self, model: CycleGAN, quantize: bool = True, *, batch_size: int = 256, device=None):
+        self.model, self.quantize = model, quantize
+        self.fn = cycle_map(model, quantize=quantize, batch_size=batch_size, device=device)
+
+    def __call__(self, state: dict, ctx=None) -> dict:
+        if not isinstance(state, dict) or "images" not in state or "labels" not in state:
+            raise ValueError("CycleStep's state must be a dict with 'images' and 'labels'")
+        return {"images": self.fn(state["images"]), "labels": np.asarray(state["labels"], dtype=np.int64)}
+
+
+def iterate_map(fn, x0, n_steps: int) -> np.ndarray:
+    """The trajectory x_0, fn(x_0), ..., fn^n(x_0) as one array (n_steps+1, N, ...).
+
+    The trajectory takes fn's output dtype; a uint8 start under a float map is put on the networks' [-1, 1]
+    scale first, so that every row of the trajectory is on one scale.
+    """
+    if int(n_steps) != n_steps or n_steps < 0:
+        raise ValueError(f"n_steps must be a whole number >= 0, got {n_steps!r}")
+    x0 = np.asarray(x0)
+    n_steps = int(n_steps)
+    if n_steps == 0:
+        return x0[None].copy()
+    x = np.asarray(fn(x0))
+    dtype = x.dtype
+    if dtype == np.uint8 and x0.dtype != np.uint8:
+        raise ValueError(f"the map returns uint8 but x0 is {x0.dtype}: a trajectory holds one scale, so start a "
+                         "quantised map from uint8 images (cyclegan.quantize(x0))")
+    out = np.empty((n_steps + 1, *x0.shape), dtype=dtype)  # one allocation: trajectories can be large
+    out[0] = x0.astype(dtype) / dtype.type(127.5) - dtype.type(1.0) if (
+        x0.dtype == np.uint8 and dtype != np.uint8) else x0
+    for t in range(1, n_steps + 1):
+        if x.shape != x0.shape:
+            raise ValueError(f"the map changed the shape at step {t}: {x0.shape} -> {x.shape}")
+        out[t] = x
+        if t < n_steps:
+            x = np.asarray(fn(out[t]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- attractors
+@dataclass
+class AttractorReport:
+    """Attractors of a trajectory: per point its period (0 = not converged) and basin label (-1 = none)."""
+
+    periods: np.ndarray  # (N,) int
+    converged: np.ndarray  # (N,) bool
+    step_sizes: np.ndarray  # (T, N) RMS of x_{t+1} - x_t (uint8 on the [0, 1] scale)
+    labels: np.ndarray  # (N,) basin label, 0 = the largest basin; -1 for unconverged points
+    representatives: np.ndarray  # (n_attractors, ...) the final state of one point of each basin
+    tol: float
+    max_period: int
+    window: int
+    attractor_periods: np.ndarray = field(default=None)  # (n_attractors,) the smallest period seen in each basin
+
+    def __post_init__(self):
+        if self.attractor_periods is None:
+            self.attractor_periods = np.array([self.periods[self.labels == k].min() for k in
+                                               range(self.n_attractors)], dtype=np.int64)
+
+    @property
+    def n_attractors(self) -> int:
+        return int(self.labels.max()) + 1 if self.labels.size and self.labels.max() >= 0 else 0
+
+    @property
+    def basin_sizes(self) -> np.ndarray:
+        """Points per attractor, largest first (label k has the k-th largest basin)."""
+        sizes = np.bincount(self.labels[self.labels >= 0], minlength=self.n_attractors)
+        return np.sort(sizes)[::-1]
+
+    @property
+    def fixed_points(self) -> int:
+        return int((self.attractor_periods == 1).sum())
+
+    @property
+    def cycles(self) -> dict[int, int]:
+        """{period: number of attractors} for periods >= 2 (fixed points are counted in fixed_points)."""
+        p, n = np.unique(self.attractor_periods[self.attractor_periods >= 2], return_counts=True)
+        return {int(a): int(b) for a, b in zip(p, n)}
+
+    @property
+    def unconverged(self) -> int:
+        return int((~self.converged).sum())
+
+    def to_json(self) -> dict:
+        final = self.step_sizes[-1] if len(self.step_sizes) else np.zeros(0)
+        return {"n_points": int(len(self.periods)), "n_attractors": self.n_attractors,
+                "basin_sizes": [int(s) for s in self.basin_sizes], "fixed_points": self.fixed_points,
+                "cycles": {str(k): v for k, v in self.cycles.items()}, "unconverged": self.unconverged,
+                "tol": float(self.tol), "max_period": int(self.max_period), "window": int(self.window),
+                "n_steps": int(len(self.step_sizes)),
+                "final_step_size_median": float(np.median(final)) if final.size else 0.0}
+
+
+def _flat(trajectory) -> tuple[np.ndarray, float]:
+    """(T+1, N, D) view and the scale that maps its values onto the RMS scale (1/255 for uint8)."""
+    x = np.asarray(trajectory)
+    if x.ndim < 2 or len(x) < 1:
+        raise ValueError(f"a trajectory is (T+1, N, ...), got shape {x.shape}")
+    if x.dtype == np.uint8:
+        scale = 1.0 / 255.0
+    elif np.issubdtype(x.dtype, np.floating):
+        scale = 1.0
+    else:
+        raise TypeError(f"a trajectory must be uint8 or float, got {x.dtype}")
+    return x.reshape(x.shape[0], x.shape[1], -1), scale
+
+
+def _rms(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """Row-wise RMS of a - b; uint8 differences in a signed type (no wrap-around), floats in their precision."""
+    dt = np.float32 if a.dtype == np.uint8 or a.dtype.itemsize <= 4 else np.float64
+    d = np.subtract(a, b, dtype=dt)  # casts before subtracting, so no copies and no uint8 wrap-around
+    return np.sqrt(np.einsum("ij,ij->i", d, d) / max(d.shape[1], 1)) * scale
+
+
+def find_attractors(trajectory, *, tol: float = 1e-3, max_period: int = 8, window: int | None = None
+                    ) -> AttractorReport:
+    """Periods, convergence, step sizes and basins of each point of a trajectory (T+1, N, ...).
+
+    A point has period p (the smallest in 1..max_period) when RMS(x_t - x_{t-p}) <= tol for the last `window`
+    states t = T, T-1, ..., T-window+1 (default window = max_period, so a cycle must repeat, not just come
+    close once); periods that the trajectory is too short to test that way are not tried. uint8 trajectories
+    are measured on [0, 1], float ones as they are. tol=0 asks for exact repeats.
+    """
+    x, scale = _flat(trajectory)
+    T = len(x) - 1
+    max_period = int(max_period)
+    window = max_period if window is None else int(window)
+    if max_period < 1 or window < 1 or tol < 0:
+        raise ValueError(f"max_period and window must be >= 1 and tol >= 0, got {max_period}, {window}, {tol}")
+    if T < window:
+        raise ValueError(f"the trajectory is too short: it has {T} steps, and testing even period 1 over "
+                         f"window={window} states needs at least {window} (iterate longer or pass a smaller window)")
+    n = x.shape[1]
+    step_sizes = np.stack([_rms(x[t + 1], x[t], scale) for t in range(T)]) if T else np.zeros((0, n))
+    periods = np.zeros(n, dtype=np.int64)
+    for p in range(1, max_period + 1):
+        if T < window - 1 + p:
+            break
+        cand = np.flatnonzero(periods == 0)
+        for k in range(window):  # most points fail at k = 0: test the rest only as long as they pass
+            if not cand.size:
+                break
+            if p == 1:  # already computed
+                ok = step_sizes[T - k - 1, cand] <= tol
+            else:
+                ok = _rms(x[T - k, cand], x[T - k - p, cand], scale) <= tol
+            cand = cand[ok]
+        periods[cand] = p
+    labels, reps = cluster_basins(trajectory, periods, tol=tol)
+    return AttractorReport(periods=periods, converged=periods > 0, step_sizes=step_sizes.astype(np.float32),
+                           labels=labels, representatives=reps, tol=float(tol), max_period=max_period,
+                           window=window)
+
+
+def cluster_basins(trajectory, periods, *, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Basins: converged points whose final cycles (their last p states) come within tol (RMS) of each other
+    share an attractor (connected components), so a cycle reached in different phases is one attractor.
+
+    Returns labels (N,) numbered by basin size, largest first (ties: the earlier first point), -1 for points
+    with period 0, and representatives (n_attractors, ...): the final state of each basin's first point.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    x, scale = _flat(trajectory)
+    traj = np.asarray(trajectory)
+    T, n = len(x) - 1, x.shape[1]
+    periods = np.asarray(periods, dtype=np.int64)
+    if periods.shape != (n,):
+        raise ValueError(f"periods must have shape ({n},) for a trajectory of {n} points, got {periods.shape}")
+    if periods.max(initial=0) > T + 1 or periods.min(initial=0) < 0:
+        raise ValueError(f"periods must lie in [0, {T + 1}] for a trajectory of {T} steps")
+    labels = np.full(n, -1, dtype=np.int64)
+    points = np.flatnonzero(periods > 0)
+    if not points.size:
+        return labels, traj[-1][:0].copy()
+
+    # every state of every final cycle: owner point and time index
+    owner = np.repeat(points, periods[points])
+    lag = np.concatenate([np.arange(p) for p in periods[points]])
+    states = x[T - lag, owner]  # (M, D)
+
+    # identical states (common under uint8 rounding) collapse to one node before any distance is computed
+    index: dict[bytes, int] = {}
+    node = np.fromiter((index.setdefault(s.tobytes(), len(index)) for s in states), dtype=np.int64,
+                       count=len(states))
+    unique = states[np.unique(node, return_index=True)[1]]
+
+    edges = [_close_pairs(unique, tol, scale)]
+    # the states of one point's cycle belong together
+    same_owner = np.flatnonzero(owner[1:] == owner[:-1])
+    edges.append(np.stack([node[same_owner], node[same_owner + 1]], axis=1))
+    e = np.concatenate(edges)
+    k = len(unique)
+    graph = coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(k, k))
+    _, comp = connected_components(graph, directed=False)
+    point_comp = np.full(n, -1, dtype=np.int64)
+    point_comp[owner] = comp[node]
+
+    # number the basins by size, largest first, ties by their first point
+    found = point_comp[points]
+    ids, first_point, sizes = np.unique(found, return_index=True, return_counts=True)
+    order = np.lexsort((first_point, -sizes))
+    relabel = np.empty(ids.max() + 1, dtype=np.int64)
+    relabel[ids[order]] = np.arange(len(ids))
+    labels[points] = relabel[found]
+    reps = traj[-1][points[first_point[order]]].copy()
+    return labels, reps
+
+
+def _close_pairs(u: np.ndarray, tol: float, scale: float, block: int = 512, cols: int = 4096) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows with RMS(u_i - u_j) * scale <= tol, without the full M x M matrix.
+
+    Rows are sorted along a random direction: |<a - b, v>| <= |a - b|, so only rows whose projections lie within
+    the L2 radius of each other can be close (separate attractors prune each other). Squared distances come from
+    float64 matrix products of the raw values (uint8 levels are integers, so these are exact there); the rare
+    pair within float64 rounding of the threshold is decided by the same RMS that find_attractors uses.
+    """
+    m, d = u.shape
+    if m < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    radius2 = (tol / scale) ** 2 * d  # the L2 radius, squared, in the raw units (uint8 levels or floats)
+    radius = math.sqrt(radius2)
+    v = np.random.default_rng(0).standard_normal(d)
+    v /= np.linalg.norm(v)
+    f64 = lambda a: a.astype(np.float64, copy=False)
+    proj, sq = np.empty(m), np.empty(m)
+    for i in range(0, m, cols):
+        c = f64(u[i:i + cols])
+        proj[i:i + cols], sq[i:i + cols] = c @ v, np.einsum("ij,ij->i", c, c)
+    order = np.argsort(proj, kind="stable")
+    proj, sq, us = proj[order], sq[order], u[order]
+    out = []
+    for i0 in range(0, m, block):
+        i1 = min(i0 + block, m)
+        hi = int(np.searchsorted(proj, proj[i1 - 1] + radius * (1 + 1e-9) + 1e-9 * (1 + abs(proj[i1 - 1])),
+                                 side="right"))
+        rows = f64(us[i0:i1])
+        for j0 in range(i0, hi, cols):
+            j1 = min(j0 + cols, hi)
+            d2 = sq[i0:i1, None] + sq[None, j0:j1] - 2.0 * (rows @ f64(us[j0:j1]).T)
+            margin = 1e-15 * (d + 16) * (sq[i0:i1, None] + sq[None, j0:j1])  # float64 rounding, worst case
+            upper = np.arange(j0, j1)[None, :] > np.arange(i0, i1)[:, None]
+            a, b = np.nonzero(upper & (d2 <= radius2 - margin))  # certainly within the radius
+            out.append(np.stack([order[a + i0], order[b + j0]], axis=1))
+            a, b = np.nonzero(upper & (np.abs(d2 - radius2) < margin))  # too close to call: compute directly
+            if a.size:
+                ia, ib = order[a + i0], order[b + j0]
+                ok = _rms(u[ia], u[ib], scale) <= tol
+                out.append(np.stack([ia[ok], ib[ok]], axis=1))
+    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------ domains and a cached model
+SOURCES = ("chain", "cyclegan", "data", "runtime")  # the code a CycleGAN run's numbers depend on
+MODEL_KEYS = ("seed", "domain_a", "domain_b", "resolution", "n_train", "ngf", "n_blocks", "ndf", "n_layers",
+              "train_steps", "batch_size", "lr", "lambda_cycle", "lambda_identity", "pool_size")
+
+
+def parse_domain(spec: str) -> tuple[str, list[int] | None]:
+    """'mnist:0-4' -> ('mnist', [0..4]); 'mnist:1,7' -> ('mnist', [1, 7]); 'mnist' -> ('mnist', None);
+    anything else is a folder path (one sub-folder per class) -> (path, None)."""
+    spec = str(spec).strip()
+    if not spec:
+        raise ValueError("a domain must be 'mnist[:classes]' or an image folder, got ''")
+    name, _, classes = spec.partition(":")
+    if name.lower() != "mnist":
+        return spec, None
+    if not classes:
+        return "mnist", None
+    out: list[int] = []
+    try:
+        for part in classes.split(","):
+            lo, _, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise ValueError(f"domain {spec!r}: classes must look like 0-4 or 1,7,9") from None
+    if not out or min(out) < 0 or max(out) > 9:
+        raise ValueError(f"domain {spec!r}: MNIST classes lie in 0-9")
+    return "mnist", sorted(set(out))
+
+
+def load_domain(spec: str, *, resolution: int = 28, n_train: int = 0, seed: int = 0) -> dict:
+    """One domain as {"train": ImageSet, "test": ImageSet}: MNIST's own split for 'mnist[:classes]' (28x28 grey,
+    labels kept), or a seeded 20% of each class held out of an image folder (resized to `resolution`, RGB).
+    n_train > 0 keeps a class-balanced subset of that many training images."""
+    from .data import ImageSet, load_image_folder, load_mnist, stratified_subset
+
+    source, classes = parse_domain(spec)
+    if source == "mnist":
+        parts = {}
+        digits = classes if classes is not None else list(range(10))
+        for split in ("train", "test"):
+            full = load_mnist(split)
+            keep = np.isin(full.labels, digits)
+            # labels renumbered 0..k-1 within the domain; class_names keep the digits
+            labels = np.searchsorted(np.asarray(digits), full.labels[keep]).astype(np.int64)
+            parts[split] = ImageSet(full.images[keep], labels, source=f"MNIST {split} ({spec})",
+                                    fingerprint=f"{full.fingerprint}:{spec}", n_classes=len(digits),
+                                    class_names=tuple(str(d) for d in digits))
+    else:
+        from .features import holdout_split
+        train, test = holdout_split(load_image_folder(source, resolution=resolution), 0.2, seed=seed)
+        parts = {"train": train, "test": test}
+    if n_train and n_train < len(parts["train"]):
+        parts["train"] = stratified_subset(parts["train"], n_train, seed=seed)
+    return parts
+
+
+def trained_model(cfg, *, progress: bool = True) -> tuple[CycleGAN, dict]:
+    """The CycleGAN of a 04_cyclegan_attractors configuration and its domains {"a_train", "b_train", "a_test",
+    "b_test"}: the official generators when `official_g_ab` and `official_g_ba` are given, else trained on the
+    two domains once and cached in data/models/cyclegan/<key>/ (training.json records losses and time)."""
+    import time
+
+    from .data import ImageSet
+    from .store import data_dir, package_source_hash, run_key
+
+    a = load_domain(cfg.domain_a, resolution=cfg.resolution, n_train=cfg.n_train, seed=cfg.seed)
+    b = load_domain(cfg.domain_b, resolution=cfg.resolution, n_train=cfg.n_train, seed=cfg.seed)
+    domains = {"a_train": a["train"], "b_train": b["train"], "a_test": a["test"], "b_test": b["test"]}
+    channels = 1 if a["train"].images.ndim == 3 else a["train"].images.shape[-1]
+    if bool(cfg.official_g_ab) != bool(cfg.official_g_ba):
+        raise ValueError("give both official_g_ab and official_g_ba (the A->B and B->A generators), or neither")
+    if cfg.official_g_ab:
+        model = CycleGAN(channels=channels, ngf=cfg.official_ngf, n_blocks=cfg.official_n_blocks, ndf=cfg.ndf,
+                         n_layers=cfg.n_layers)
+        for name, path in (("G_AB", cfg.official_g_ab), ("G_BA", cfg.official_g_ba)):
+            setattr(model, name, load_official_generator(path, input_nc=channels, output_nc=channels,
+                                                         ngf=cfg.official_ngf, n_blocks=cfg.official_n_blocks))
+        model.info = {"official": [str(cfg.official_g_ab), str(cfg.official_g_ba)]}
+        return model.eval(), domains
+    params = {k: cfg[k] for k in MODEL_KEYS}
+    fingerprint = f"{a['train'].fingerprint}|{b['train'].fingerprint}"
+    folder = data_dir() / "models" / "cyclegan" / run_key(params, fingerprint, package_source_hash(SOURCES))
+    if (folder / "training.json").exists():
+        model = load_cyclegan(folder)
+        model.info, model.folder = read_json(folder / "training.json"), folder
+        return model, domains
+    if not isinstance(domains["a_train"], ImageSet) or len(domains["a_train"]) < cfg.batch_size:
+        raise ValueError(f"domain {cfg.domain_a!r} has too few training images for batch_size {cfg.batch_size}")
+    model = make_cyclegan(channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf, n_layers=cfg.n_layers,
+                          seed=cfg.seed)
+    t0 = time.perf_counter()
+    model, losses = train_cyclegan(model, a["train"].images, b["train"].images, steps=cfg.train_steps,
+                                   batch_size=cfg.batch_size, lr=cfg.lr, lambda_cycle=cfg.lambda_cycle,
+                                   lambda_identity=cfg.lambda_identity, pool_size=cfg.pool_size, seed=cfg.seed,
+                                   device=cfg.device, progress=progress)
+    save_cyclegan(model, folder)
+    head = max(1, min(100, cfg.train_steps // 10))
+    info = {"params": params, "data_fingerprint": fingerprint, "seconds": round(time.perf_counter() - t0, 1),
+            "loss_first": {k: float(v[:head].mean()) for k, v in losses.items()},
+            "loss_last": {k: float(v[-head:].mean()) for k, v in losses.items()}}
+    np.savez(folder / "losses.npz", **losses)
+    write_json(folder / "training.json", info)  # written last: its presence marks a complete model
+    model.info, model.folder = info, folder
+    return model.cpu().eval(), domains
+
+
+def training_losses(model: CycleGAN) -> dict:
+    """The per-step losses of a model made by trained_model (read from its folder)."""
+    folder = getattr(model, "folder", None)
+    if folder is None or not (Path(folder) / "losses.npz").exists():
+        raise FileNotFoundError("this model has no recorded losses (official generators, or not made by "
+                                "trained_model)")
+    with np.load(Path(folder) / "losses.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def run_cycles(cfg, model: CycleGAN, starts, *, quantize: bool, progress: bool = True):
+    """n_cycles of x -> F(G(x)) from an ImageSet of starts, through chain.run_chain (cached per cycle in
+    data/runs/cyclegan/<key>/; n_cycles is not in the key, so a longer run extends a shorter one)."""
+    from .chain import run_chain
+    from .store import array_fingerprint, run_dir
+
+    params = {k: cfg[k] for k in MODEL_KEYS + ("official_g_ab", "official_g_ba", "official_ngf",
+                                               "official_n_blocks")}
+    params |= {"n_starts": len(starts), "quantize": bool(quantize)}
+    weights = array_fingerprint(*[p.detach().cpu().numpy() for p in model.parameters()])
+    fingerprint = f"{weights}|{array_fingerprint(starts.images, starts.labels)}"
+    initial = {"images": starts.images, "labels": starts.labels.astype(np.int64)}
+    if not quantize:  # a float chain starts from the same images on the [-1, 1] scale
+        initial["images"] = to_float(starts.images).numpy().reshape(starts.images.shape).astype(np.float32)
+    step = CycleStep(model, quantize=quantize, device=cfg.device)
+    return run_chain(step, initial, cfg.n_cycles, run_dir=run_dir("cyclegan", params, fingerprint, modules=SOURCES),
+                     seed=cfg.seed, desc=f"cycles (quantize={quantize})", progress=progress)
+
+
+def trajectory(result) -> np.ndarray:
+    """(cycles + 1, N, ...) states of a run_cycles result, for find_attractors: uint8 as stored (read on the 0-1
+    scale), float states moved from [-1, 1] to [0, 1] so that one tol means the same in both modes."""
+    x = np.stack([s["images"] for s in result.states])
+    return x if x.dtype == np.uint8 else ((x.astype(np.float32) + 1) / 2)
+
+
+def pairs_apart(trajectory, labels) -> dict:
+    """How far apart different basins end: the smallest RMS distance (pixel scale 0-1) between the last states
+    of two starts in different basins, and the share of start pairs that share a basin."""
+    last, scale = _flat(np.asarray(trajectory)[-1:])
+    last = last[0] / scale
+    labels = np.asarray(labels)
+    ok = labels >= 0
+    same = (labels[ok, None] == labels[None, ok])
+    n = int(ok.sum())
+    share_same = float((same.sum() - n) / max(n * (n - 1), 1))
+    reps = [last[np.flatnonzero(labels == b)[0]] for b in np.unique(labels[ok])]
+    if len(reps) < 2:
+        return {"min_rms_between_basins": None, "share_of_pairs_in_one_basin": share_same}
+    r = np.stack(reps)
+    d = np.sqrt(np.maximum(((r[:, None] - r[None]) ** 2).mean(-1), 0))
+    return {"min_rms_between_basins": float(d[~np.eye(len(r), dtype=bool)].min()),
+            "share_of_pairs_in_one_basin": share_same}
