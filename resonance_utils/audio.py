@@ -333,6 +333,22 @@ class LucierSetup:
     fingerprint: str
 
 
+def start_signals(voice: np.ndarray, sample_rate: int, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Different starting sounds of the same length and RMS as `voice`, for the ergodicity test: the voice, the
+    voice reversed, white noise and a logarithmic chirp from 100 Hz to 4 kHz. Seeded."""
+    from scipy.signal import chirp
+
+    voice = np.asarray(voice, np.float64)
+    if voice.ndim != 1 or len(voice) < 2:
+        raise ValueError(f"voice must be a 1-D waveform, got shape {voice.shape}")
+    t = np.arange(len(voice)) / sample_rate
+    out = {"voice": voice, "voice reversed": voice[::-1].copy(),
+           "white noise": np.random.default_rng([seed, 23]).standard_normal(len(voice)),
+           "chirp 100 Hz-4 kHz": chirp(t, 100.0, t[-1], min(4000.0, 0.45 * sample_rate), method="logarithmic")}
+    rms = np.sqrt(np.mean(voice ** 2))
+    return {k: v * rms / np.sqrt(np.mean(v ** 2)) for k, v in out.items()}
+
+
 SOURCES = ("audio", "chain", "runtime")  # the code a Lucier chain's numbers depend on
 CHAIN_KEYS = ("seed", "voice_path", "voice_seconds", "sample_rate", "rir_path", "room_dims", "rt60", "source_pos",
               "mic_pos", "rir_highpass", "wet_mix", "add_noise", "snr_db", "band_low_hz", "band_high_hz",

@@ -457,6 +457,100 @@ def predicted_outcome(ergodic: bool, directional: bool) -> str:
     return "separate basins (each contracting)" if directional else "separate basins"
 
 
+OBSERVED_OUTCOMES = ("resonance", "wandering", "separate basins")
+CONTRACTING_PATTERNS = tuple(f"{shape} contraction" for shape in ("coherent", "wrinkled", "oblate", "prolate"))
+SETTLED_PHASES = ("slow transient", "empirical stationarity")
+
+
+def observed_outcome(*, phase: str, pattern: str | None, n_attractors: int | None = None) -> str:
+    """What the diagnostics saw, in the rule's vocabulary (OUR criterion, independent of the two measures):
+    more than one attractor (CycleGAN basins, Lucier end frequencies) -> "separate basins"; otherwise a chain
+    whose drift has settled (phase reached: slow transient or empirical stationarity) with a contracting
+    taxonomy pattern over the run -> "resonance"; anything else (still in active transient, or an
+    expanding cloud) -> "wandering". n_attractors None = not measured for this setting."""
+    if n_attractors is not None:
+        if isinstance(n_attractors, bool) or int(n_attractors) != n_attractors or n_attractors < 0:
+            raise ValueError(f"n_attractors must be a count >= 0 or None, got {n_attractors!r}")
+        if n_attractors > 1:
+            return "separate basins"
+    if phase not in ("active transient",) + SETTLED_PHASES:
+        raise ValueError(f"unknown phase {phase!r}; valid: active transient, {', '.join(SETTLED_PHASES)}")
+    if phase in SETTLED_PHASES and pattern in CONTRACTING_PATTERNS:
+        return "resonance"
+    return "wandering"
+
+
+def count_distinct(values, *, tol: float) -> int:
+    """How many distinct values (e.g. the frequencies several starts of the Lucier loop end on): sorted, a new
+    one starts wherever the gap to the previous exceeds tol."""
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if v.size == 0:
+        return 0
+    if not np.all(np.isfinite(v)) or not tol >= 0:
+        raise ValueError(f"count_distinct needs finite values and tol >= 0, got tol={tol}")
+    return int(1 + np.sum(np.diff(v) > tol))
+
+
+def pca_project(chains, n_components: int | None) -> list[list[np.ndarray]]:
+    """Every cloud of several chains on the leading n_components PCA axes of ALL their clouds pooled (every
+    chain, every generation), so that directions which collapse late are kept and one fixed basis serves every
+    measure of a setting. None or 0: the clouds unchanged."""
+    chains = [_as_chain(c, f"chain {i}") for i, c in enumerate(chains)]
+    if not n_components:
+        return chains
+    pooled = np.concatenate([x for c in chains for x in c])
+    mean = pooled.mean(0)
+    k = int(min(n_components, pooled.shape[1], len(pooled) - 1))
+    _, _, vt = np.linalg.svd(pooled - mean, full_matrices=False)
+    return [[(x - mean) @ vt[:k].T for x in c] for c in chains]
+
+
+def observe_chain(clouds, *, fid_n: int | None = None, seed: int = 0, phase: dict | None = None,
+                  taxonomy: dict | None = None) -> dict:
+    """The diagnostics' view of one chain, for observed_outcome: the phase its drift reached (metrics.detect_phases
+    on local and cumulative FID) and the taxonomy pattern of the whole run (generation 0 against the last: a
+    chain that has settled shows no change within its last few generations, whatever it did before)."""
+    from .geometry import classify_pattern
+    from .metrics import cumulative_drift, detect_phases, local_drift
+
+    clouds = _as_chain(clouds, "clouds")
+    local = local_drift(clouds, n=fid_n, seed=seed)
+    cumulative = cumulative_drift(clouds, n=fid_n, seed=seed)
+    phases = detect_phases(local.values, cumulative.values, **(phase or {}))
+    if len(clouds) < 2:
+        raise ValueError("observe_chain needs at least two generations")
+    pattern = classify_pattern([clouds[0], clouds[-1]], seed=seed, **(taxonomy or {})).pattern
+    return {"phase": phases.labels[-1], "pattern": pattern, "local": local.values, "cumulative": cumulative.values}
+
+
+def outcomes_agree(predicted: str, observed: str) -> bool:
+    """Prediction and observation agree when they name the same outcome ("separate basins (each contracting)"
+    is a kind of "separate basins")."""
+    _check_choice(predicted, OUTCOMES, "predicted outcome")
+    _check_choice(observed, OBSERVED_OUTCOMES, "observed outcome")
+    return predicted.split(" (")[0] == observed
+
+
+def claim_row(setting: str, data: str, assessment: "ClaimAssessment", *, phase: str, pattern: str | None,
+              n_attractors: int | None = None, feature_space: str = "") -> dict:
+    """One row of the claim table (the paper's Table 1 style): both measures with their verdicts, the rule's
+    prediction, the diagnostics' observation and whether they agree."""
+    e, cs = assessment.ergodicity, assessment.contraction
+    observed = observed_outcome(phase=phase, pattern=pattern, n_attractors=n_attractors)
+    return {
+        "setting": setting, "data": data, "feature space": feature_space, "chains": len(e.within_chains),
+        "n per set": e.n,
+        "ergodicity: separation start -> end (noise units)": f"{e.separation_start:.3g} -> {e.separation_last:.3g}",
+        "ergodic": e.verdict,
+        "contraction: most / least contracted variance factor": (
+            f"{np.median([c.most_contracted for c in cs]):.3g} / {np.median([c.least_contracted for c in cs]):.3g}"),
+        "directional contraction": ", ".join(sorted({c.verdict for c in cs})),
+        "predicted": assessment.outcome, "phase reached": phase, "taxonomy (generation 0 -> last)": pattern or "n/a",
+        "attractors": "n/a" if n_attractors is None else int(n_attractors), "observed": observed,
+        "agree": outcomes_agree(assessment.outcome, observed),
+    }
+
+
 @dataclass(frozen=True, eq=False)
 class ClaimAssessment:
     ergodicity: ErgodicityResult

@@ -8,7 +8,12 @@ All three share one generation-0 model: class-conditional, trained with label dr
 unconditional mode (the null label). It is trained on `base_train_size` real digits (0 = the whole training
 split), as a first model would be; X_0 itself is a class-balanced real subset of N digits (the reference that
 drift is measured from). T(X_0) for the retraining chains is sampling that model; each later generation
-fine-tunes the previous generation's model on its N-sample training set (or retrains from scratch).
+fine-tunes the previous generation's model on its N-sample training set (or retrains from scratch); generation 1
+fine-tunes the generation-0 model on X_0 itself, so T is the same operator at every step and the chain's start
+matters (the ergodicity test of 09_claim runs chains from different starts).
+The classifier (class retention, entropies, the features cached per generation) is any model that
+`features.classify` and `features.embed` accept: the MNIST CNN, a CNN trained on generation-0 data, or MobileNetV2
+restricted to the set's ImageNet synsets.
 """
 from __future__ import annotations
 
@@ -43,6 +48,32 @@ def generation_zero(real, n: int, seed: int) -> dict:
 
     sub = stratified_subset(real, n, seed=seed)
     return {"images": sub.images, "labels": sub.labels.astype(np.int64)}
+
+
+def class_skewed_starts(real, n: int, n_starts: int, *, skew: float = 0.7, seed: int = 0) -> list[dict]:
+    """n_starts different starting sets of n real images for the ergodicity test: the classes are split into
+    n_starts groups and start k draws a share `skew` of its images from group k (the rest from all classes),
+    so the starts differ in content, not only in which images were drawn. Seeded; labels kept."""
+    if not 0 <= skew <= 1:
+        raise ValueError(f"skew must lie in [0, 1], got {skew}")
+    if n_starts < 1 or n_starts > real.n_classes:
+        raise ValueError(f"n_starts must lie in 1..{real.n_classes} (one class group each), got {n_starts}")
+    groups = np.array_split(np.arange(real.n_classes), n_starts)
+    starts = []
+    for k, group in enumerate(groups):
+        rng = np.random.default_rng([seed, k, 17])
+        n_skew = int(round(skew * n))
+        pick = []
+        for share, classes in ((n_skew, group), (n - n_skew, np.arange(real.n_classes))):
+            per = np.array_split(np.arange(share), len(classes))  # as balanced as the count allows
+            for c, part in zip(classes, per):
+                pool = np.setdiff1d(np.flatnonzero(real.labels == c), pick, assume_unique=False)
+                if len(pool) < len(part):
+                    raise ValueError(f"class {c} has {len(pool)} unused images, {len(part)} needed for start {k}")
+                pick.extend(rng.choice(pool, len(part), replace=False).tolist())
+        idx = np.sort(np.asarray(pick, np.int64))
+        starts.append({"images": real.images[idx], "labels": real.labels[idx].astype(np.int64)})
+    return starts
 
 
 def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
@@ -115,22 +146,20 @@ class Retrain:
 
     def __call__(self, state, ctx):
         cfg = self.cfg
-        if ctx.generation == 1:
-            model = self.base  # the generation-0 model is already trained on X_0
+        # every generation, the first included, trains on the chain's current data (T is one operator)
+        data = chain.training_set(ctx.history, regime=cfg.regime, real=self.real_pool,
+                                  fresh_fraction=cfg.fresh_fraction, rng=ctx.rng)
+        if self.select is not None:
+            data = self.select(data, ctx.rng)
+        if cfg.retrain == "finetune":
+            model, steps = copy.deepcopy(self.previous_model(ctx)), cfg.finetune_steps
         else:
-            data = chain.training_set(ctx.history, regime=cfg.regime, real=self.real_pool,
-                                      fresh_fraction=cfg.fresh_fraction, rng=ctx.rng)
-            if self.select is not None:
-                data = self.select(data, ctx.rng)
-            if cfg.retrain == "finetune":
-                model, steps = copy.deepcopy(self.previous_model(ctx)), cfg.finetune_steps
-            else:
-                model, steps = diffusion.make_unet(**_unet_kwargs(self.base)), cfg.base_steps
-            model, _ = diffusion.train_diffusion(
-                model, data["images"], data["labels"] if self.conditional else None, steps=steps,
-                batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
-                cond_drop_prob=cfg.cond_drop_prob if self.conditional else 0.0,
-                seed=training_seed(cfg.seed, ctx.generation), device=cfg.device, progress=self.progress)
+            model, steps = diffusion.make_unet(**_unet_kwargs(self.base)), cfg.base_steps
+        model, _ = diffusion.train_diffusion(
+            model, data["images"], data["labels"] if self.conditional else None, steps=steps,
+            batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
+            cond_drop_prob=cfg.cond_drop_prob if self.conditional else 0.0,
+            seed=training_seed(cfg.seed, ctx.generation), device=cfg.device, progress=self.progress)
         n = cfg.samples_per_generation
         n_classes = diffusion.num_classes(self.base)
         labels = np.arange(n) % n_classes if self.conditional else None  # balanced, same order every generation
@@ -162,14 +191,14 @@ def _unet_kwargs(model) -> dict:
 
 def generation_metrics(classifier, *, intended: bool):
     """Per-generation numbers, and the classifier's features cached in the generation folder (features.npy)."""
-    from .features import classify, mnist_features
+    from .features import classify, embed
     from .metrics import class_histogram_entropy
 
     def metrics(state, ctx):
         probs = classify(classifier, state["images"])
         pred = probs.argmax(1)
         if ctx.out_dir is not None:
-            np.save(ctx.out_dir / "features.npy", mnist_features(classifier, state["images"]))
+            np.save(ctx.out_dir / "features.npy", embed(classifier, state["images"]))
             np.save(ctx.out_dir / "predicted.npy", pred.astype(np.int64))
         out = {"class_entropy_bits": class_histogram_entropy(pred, probs.shape[1]),
                "mean_confidence": float(probs.max(1).mean())}
@@ -180,18 +209,28 @@ def generation_metrics(classifier, *, intended: bool):
 
 
 def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_params: dict | None = None,
-                    progress: bool = True) -> chain.ChainResult:
-    """Run (or read back) one setting's chain for a configuration of 02_mnist_chains.
+                    x0: dict | None = None, progress: bool = True) -> chain.ChainResult:
+    """Run (or read back) one setting's chain for a configuration of 02_mnist_chains (or 03_imagenet_chains).
 
     select(data, rng) -> data filters or selects each training set of a retraining chain (a mitigation);
-    select_params names it in the run key (required with select)."""
+    select_params names it in the run key (required with select).
+    x0: another starting set {"images", "labels"} (default: a class-balanced real subset of
+    samples_per_generation images); its content hash enters the run key."""
     if select is not None and not select_params:
         raise ValueError("a select hook needs select_params that name it (they enter the run key)")
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; valid: {', '.join(SETTINGS)}")
     if cfg.retrain not in ("finetune", "scratch"):
         raise config.ConfigError(f"retrain must be 'finetune' or 'scratch', got {cfg.retrain!r}")
-    x0 = generation_zero(real, cfg.samples_per_generation, cfg.seed)
+    start = None
+    if x0 is None:
+        x0 = generation_zero(real, cfg.samples_per_generation, cfg.seed)
+    else:
+        x0 = {"images": np.asarray(x0["images"]), "labels": np.asarray(x0["labels"], np.int64)}
+        if x0["images"].shape[1:] != real.images.shape[1:] or x0["images"].dtype != np.uint8:
+            raise ValueError(f"x0 images must be uint8 of shape (N,){real.images.shape[1:]} like the real set, got "
+                             f"{x0['images'].dtype} {x0['images'].shape}")
+        start = store.array_fingerprint(x0["images"], x0["labels"])
     fingerprint = real.fingerprint
     if cfg.base_train_size < 0:
         raise config.ConfigError(f"base_train_size must be >= 0 (0 = all), got {cfg.base_train_size}")
@@ -207,24 +246,28 @@ def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_
     params = {k: cfg[k] for k in CHAIN_KEYS}
     if select_params:
         params["selection"] = select_params
+    if start is not None:
+        params["start"] = start
     run_dir = store.run_dir(setting, params, fingerprint, modules=SOURCES)
     return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=cfg.seed,
                            metrics=generation_metrics(classifier, intended=setting != "unconditional"),
                            desc=setting, progress=progress)
 
 
-FEATURE_FILES = {"mnist": "features.npy", "inception": "features_inception.npy"}
+# "classifier": the chain's own classifier's embedding, written with every generation ("mnist" is its name on
+# MNIST chains); "inception": FID Inception pool3, computed on demand and stored beside it
+FEATURE_FILES = {"classifier": "features.npy", "mnist": "features.npy", "inception": "features_inception.npy"}
 
 
 def cached_features(result: chain.ChainResult, *, network: str = "mnist", model=None,
                     progress: bool = False) -> list[np.ndarray]:
-    """Every generation's features under `network` ("mnist": the classifier's embedding, written with each
-    generation; "inception": FID Inception pool3, computed once and stored in the generation's folder)."""
+    """Every generation's features under `network` (see FEATURE_FILES), read from the generation folders or
+    computed with `model` and stored there."""
     from . import features
 
     if network not in FEATURE_FILES:
         raise ValueError(f"unknown feature network {network!r}; valid: {', '.join(FEATURE_FILES)}")
-    compute = features.mnist_features if network == "mnist" else features.inception_features
+    compute = features.inception_features if network == "inception" else features.embed
     out = []
     for g, state in enumerate(result.states):
         path = None if result.run_dir is None else Path(result.run_dir) / f"gen_{g:03d}" / FEATURE_FILES[network]

@@ -68,3 +68,61 @@ def shade_phases(ax, x: np.ndarray, labels, *, legend: bool = True) -> None:
                        label=lab if legend and lab not in seen else None)
             seen.add(lab)
             start = i
+
+
+def framework_diagram(settings, *, n_shown: int = 3):
+    """The paper's Fig. 1a/4, drawn from a list of settings (settings.SETTINGS): the generational Markov chain
+    X_0 -> T -> X_1 -> ... with diagnostics read off each state, above one box per feedback operator T.
+    Returns the figure; adding a setting to the list adds its box."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    settings = list(settings)
+    if not settings:
+        raise ValueError("framework_diagram needs at least one setting")
+    width = max(10.0, 2.6 * len(settings))
+    fig, ax = plt.subplots(figsize=(width, 5.2))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, 5.2)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, color, **kw):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.04,rounding_size=0.12", fc=color,
+                                    ec="0.25", lw=0.9))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", wrap=True, **kw)
+
+    def arrow(x0, y0, x1, y1, text="", **kw):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, lw=1.0,
+                                     color="0.2", **kw))
+        if text:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.14, text, ha="center", va="bottom", fontsize=10)
+
+    # the chain: X_0 -T-> X_1 -T-> ... -T-> X_n, diagnostics below each state
+    names = [f"$X_{g}$" for g in range(n_shown)] + ["$\\cdots$", "$X_n$"]
+    step = (width - 1.0) / len(names)
+    y = 4.1
+    for i, name in enumerate(names):
+        x = 0.5 + i * step + step / 2
+        if name != "$\\cdots$":
+            box(x - 0.35, y - 0.28, 0.7, 0.56, name, "#dbe9f6", fontsize=12)
+            ax.text(x, y - 0.55, "FID drift, geometry", ha="center", va="top", fontsize=6.5, color="0.35")
+        else:
+            ax.text(x, y, name, ha="center", va="center", fontsize=14)
+        if i + 1 < len(names):
+            arrow(x + 0.4, y, x + step - 0.4, y, "$T$")
+    ax.text(0.1, 4.9, "generational Markov chain  $X_{n+1} = T(X_n)$", fontsize=11, fontweight="bold", va="top")
+
+    # one box per operator T
+    ax.text(0.1, 3.05, "the feedback operators $T$", fontsize=11, fontweight="bold", va="top")
+    bw = (width - 0.4) / len(settings)
+    for i, s in enumerate(settings):
+        x = 0.2 + i * bw
+        kind = ("stochastic" if s.stochastic else "deterministic") + (", retrains a model" if s.retrains else "")
+        text = f"{s.title}\n\nstate: {s.state}\n\n{_wrap(s.operator, 30)}\n\n[{kind}]\n{s.notebook}"
+        box(x + 0.08, 0.15, bw - 0.16, 2.55, text, "#fdebd3" if s.stochastic else "#e3f1df", fontsize=7.2)
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width))

@@ -238,3 +238,20 @@ def test_run_lucier_caches_and_reads_back():
     missing = config.load_config("01_lucier_room", "smoke", voice_path="/no/such/voice.wav")
     with pytest.raises(FileNotFoundError, match="voice_path"):
         audio.run_lucier(missing, progress=False)
+
+
+def test_start_signals_share_length_and_level_but_not_content():
+    from resonance_utils.audio import start_signals
+
+    voice = np.sin(np.linspace(0, 300, 16000)) * np.hanning(16000)
+    starts = start_signals(voice, 16000, seed=0)
+    assert list(starts) == ["voice", "voice reversed", "white noise", "chirp 100 Hz-4 kHz"]
+    rms = np.sqrt(np.mean(voice ** 2))
+    for name, s in starts.items():
+        assert s.shape == voice.shape
+        assert np.sqrt(np.mean(s ** 2)) == pytest.approx(rms, rel=1e-9), name
+    assert np.allclose(starts["voice reversed"], voice[::-1])
+    assert np.array_equal(starts["white noise"], start_signals(voice, 16000, seed=0)["white noise"])
+    assert not np.array_equal(starts["white noise"], start_signals(voice, 16000, seed=1)["white noise"])
+    with pytest.raises(ValueError, match="1-D"):
+        start_signals(np.zeros((2, 100)), 16000)

@@ -279,3 +279,74 @@ def test_synthetic_builders_reject_bad_parameters():
         C.double_well_chains(stiffness=(1.0, 2.0))
     with pytest.raises(ValueError, match="dim must be an integer >= 2"):
         C.isometry_chains(dim=1)
+
+
+# ---------------------------------------------------------------------------------------------- observation and table
+
+
+def test_observed_outcome_follows_its_stated_criterion():
+    assert C.observed_outcome(phase="empirical stationarity", pattern="oblate contraction") == "resonance"
+    assert C.observed_outcome(phase="slow transient", pattern="coherent contraction") == "resonance"
+    assert C.observed_outcome(phase="active transient", pattern="coherent contraction") == "wandering"
+    assert C.observed_outcome(phase="empirical stationarity", pattern="wrinkled expansion") == "wandering"
+    # attractors decide first: several basins are seen whatever the drift does
+    assert C.observed_outcome(phase="empirical stationarity", pattern="oblate contraction",
+                              n_attractors=3) == "separate basins"
+    assert C.observed_outcome(phase="empirical stationarity", pattern="oblate contraction",
+                              n_attractors=1) == "resonance"
+    with pytest.raises(ValueError, match="unknown phase"):
+        C.observed_outcome(phase="stationary", pattern=None)
+    with pytest.raises(ValueError, match="n_attractors"):
+        C.observed_outcome(phase="slow transient", pattern=None, n_attractors=-1)
+
+
+def test_outcomes_agree_treats_each_contracting_basins_as_basins():
+    assert C.outcomes_agree("separate basins (each contracting)", "separate basins")
+    assert C.outcomes_agree("resonance", "resonance")
+    assert not C.outcomes_agree("resonance", "wandering")
+    with pytest.raises(ValueError, match="observed outcome"):
+        C.outcomes_agree("resonance", "collapse")
+
+
+def test_count_distinct_against_a_brute_force_grouping():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        v = np.round(rng.uniform(0, 10, rng.integers(1, 12)), 1)
+        tol = float(rng.uniform(0, 2))
+        # independent: union-find over pairs within tol, chained (single linkage) on the sorted line
+        s = sorted(v)
+        groups = 1 + sum(1 for a, b in zip(s, s[1:]) if b - a > tol)
+        assert C.count_distinct(v, tol=tol) == groups
+    assert C.count_distinct([], tol=1.0) == 0
+    assert C.count_distinct([434.1, 434.3, 868.0], tol=0.5) == 2
+
+
+def test_pca_project_uses_one_pooled_basis_and_keeps_late_collapsing_directions():
+    rng = np.random.default_rng(0)
+    # axis 0 has variance at the start only: a final-cloud basis would drop it, the pooled basis keeps it
+    first = rng.standard_normal((200, 3)) * [5.0, 1.0, 0.1]
+    last = rng.standard_normal((200, 3)) * [0.01, 1.0, 0.1]
+    (p0, p1), = C.pca_project([[first, last]], 2)
+    assert p0.shape == (200, 2) and p1.shape == (200, 2)
+    # the pooled covariance's leading eigenvector, computed independently, is axis 0
+    pooled = np.concatenate([first, last])
+    w, v = np.linalg.eigh(np.cov(pooled.T))
+    top = v[:, np.argmax(w)]
+    assert abs(top[0]) > 0.99
+    assert np.var(p0[:, 0]) > 10 * np.var(p1[:, 0])
+    assert C.pca_project([[first, last]], 0)[0][0] is not None
+
+
+def test_observe_chain_and_claim_row_on_a_resonating_synthetic_chain():
+    chains = synthetic("noisy linear contraction", 0)
+    a = C.assess_chains(chains)
+    seen = C.observe_chain(chains[0])
+    assert seen["phase"] in ("slow transient", "empirical stationarity")
+    assert seen["pattern"].endswith("contraction")
+    row = C.claim_row("noisy linear contraction", "synthetic", a, phase=seen["phase"], pattern=seen["pattern"])
+    assert row["predicted"] == "resonance" and row["observed"] == "resonance" and row["agree"]
+    assert row["chains"] == 3 and row["attractors"] == "n/a"
+    basins = C.assess_chains(C.double_well_chains(seed=0))
+    row = C.claim_row("double well", "synthetic", basins, phase="empirical stationarity",
+                      pattern="coherent contraction", n_attractors=2)
+    assert row["observed"] == "separate basins" and row["agree"]

@@ -100,3 +100,38 @@ def test_exemplar_rows():
     assert np.all(traj[:, 1, 0, 0] - traj[:, 0, 0, 0] == 10), "a row follows one sample index"
     with pytest.raises(ValueError, match="by must be"):
         image_chains.exemplar_rows(states, by="random")
+
+
+def test_class_skewed_starts_draw_their_share_from_their_own_classes(mnist):
+    starts = image_chains.class_skewed_starts(mnist, 100, 2, skew=0.7, seed=0)
+    groups = np.array_split(np.arange(10), 2)
+    for k, s in enumerate(starts):
+        assert s["images"].shape == (100, 28, 28) and s["images"].dtype == np.uint8
+        own = np.isin(s["labels"], groups[k]).mean()
+        # 70 from the own group + half of the 30 balanced ones
+        assert own == pytest.approx(0.7 + 0.3 * len(groups[k]) / 10)
+        # the labels are the real labels of those images: each image occurs in the real set with that label
+        first = np.flatnonzero((mnist.images == s["images"][0]).all(axis=(1, 2)))
+        assert s["labels"][0] in mnist.labels[first]
+    again = image_chains.class_skewed_starts(mnist, 100, 2, skew=0.7, seed=0)
+    assert all(np.array_equal(a["images"], b["images"]) for a, b in zip(starts, again))
+    other = image_chains.class_skewed_starts(mnist, 100, 2, skew=0.7, seed=1)
+    assert not np.array_equal(starts[0]["images"], other[0]["images"])
+    with pytest.raises(ValueError, match="skew"):
+        image_chains.class_skewed_starts(mnist, 100, 2, skew=1.5)
+    with pytest.raises(ValueError, match="n_starts"):
+        image_chains.class_skewed_starts(mnist, 100, 11)
+
+
+def test_a_given_start_enters_the_key_and_generation_one_trains_on_it(mnist, classifier):
+    cfg = tiny(n_generations=1)
+    a, b = image_chains.class_skewed_starts(mnist, 20, 2, skew=1.0, seed=0)
+    ra = image_chains.run_image_chain(cfg, "unconditional", mnist, classifier, x0=a, progress=False)
+    rb = image_chains.run_image_chain(cfg, "unconditional", mnist, classifier, x0=b, progress=False)
+    assert np.array_equal(ra.states[0]["images"], a["images"])
+    assert ra.run_dir != rb.run_dir
+    # same seeds and base model: generation 1 differs only because it was fine-tuned on a different X_0
+    assert not np.array_equal(ra.states[1]["images"], rb.states[1]["images"])
+    with pytest.raises(ValueError, match="x0 images"):
+        image_chains.run_image_chain(cfg, "unconditional", mnist, classifier,
+                                     x0={"images": a["images"][:, :14], "labels": a["labels"]}, progress=False)

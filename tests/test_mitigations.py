@@ -66,7 +66,7 @@ def test_hook_runs_in_the_chain_and_changes_the_key():
     plain = image_chains.run_image_chain(cfg, "label_guided", real, clf, progress=False)
     hooked = image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook,
                                           select_params={"rule": "first ten"}, progress=False)
-    assert seen == [20], "the hook sees each composed training set (generation 2 trains on generation 1)"
+    assert seen == [20, 20], "the hook sees each composed training set (generation g trains on generation g-1)"
     assert plain.run_dir != hooked.run_dir
     with pytest.raises(ValueError, match="select_params"):
         image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook, progress=False)
