@@ -3,6 +3,9 @@
 run_all.sh calls this after setting up the environment. A notebook is skipped when its inputs (the notebook,
 its profile's YAML, the overrides and the package's source) are unchanged since its last successful run and its
 outputs are still there; --force runs it anyway.
+
+--jobs N runs up to N notebooks at once, each in its own process, never before the notebooks it reads
+(DEPENDENCIES) have finished; several GPUs are shared out one per job, CPU threads split evenly.
 """
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import argparse
 import contextlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -18,6 +23,14 @@ from pathlib import Path
 from . import config, store
 
 KERNEL = "resonance"
+
+# notebook -> the notebooks whose outputs (chains, key numbers) it reads: with --jobs N it starts only after they
+# have finished. Names that are not notebooks here (yet) are ignored.
+DEPENDENCIES = {
+    "05_drift_geometry": ["02_mnist_chains"],
+    "08_mitigations": ["02_mnist_chains"],
+    "09_claim": ["01_lucier_room", "02_mnist_chains", "03_imagenet_chains", "04_cyclegan_attractors"],
+}
 
 
 def notebooks_dir() -> Path:
@@ -118,6 +131,129 @@ def refresh_checks(stem: str) -> int:
     return n
 
 
+# ------------------------------------------------------------------------------------------------ parallel runs
+def ready(pending: list[str], finished: set[str], selected: list[str], deps: dict | None = None) -> list[str]:
+    """The pending notebooks, in order, whose dependencies among `selected` have all finished (ran, skipped or
+    failed: as in a sequential run, a failed dependency does not stop the notebooks that read it). A dependency
+    that is not selected in this run, or not a notebook at all, is not waited for."""
+    deps = DEPENDENCIES if deps is None else deps
+    return [s for s in pending if all(d in finished or d not in selected for d in deps.get(s, ()))]
+
+
+def schedule(stems: list[str], jobs: int, start, wait, *, deps: dict | None = None) -> dict[str, object]:
+    """Run `stems` at most `jobs` at a time, dependencies first. start(stem, slot) launches one (slot: 0..jobs-1,
+    free while it runs) and returns a handle; wait(handles: dict stem -> handle) blocks until at least one has
+    finished and returns {stem: result} for those. Returns {stem: result} for all. Pure: no processes here, so
+    the order can be tested with fakes."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    pending, running, slots, results = list(stems), {}, {}, {}
+    while pending or running:
+        for stem in ready(pending, set(results), stems, deps)[:jobs - len(running)]:
+            slot = min(set(range(jobs)) - set(slots.values()))
+            pending.remove(stem)
+            slots[stem] = slot
+            running[stem] = start(stem, slot)
+        if not running:  # cannot happen with an acyclic DEPENDENCIES; fail loudly rather than spin
+            raise RuntimeError(f"notebooks {pending} wait on each other: check DEPENDENCIES")
+        for stem, result in wait(dict(running)).items():
+            results[stem] = result
+            del running[stem], slots[stem]
+    return results
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs this process may use ($CUDA_VISIBLE_DEVICES when set, else every CUDA device); [] without CUDA."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    from .runtime import cuda_available
+
+    if not cuda_available():
+        return []
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def job_env(slot: int, jobs: int, *, gpus: list[str], cpu_count: int, environ: dict | None = None) -> dict:
+    """Environment variables for the job in `slot`: one GPU each when there are several (round-robin over the
+    slots), and an even share of the CPU threads, since N torch pools of every core each would fight over them
+    (a thread count the user set is kept)."""
+    environ = os.environ if environ is None else environ
+    env = {}
+    if len(gpus) > 1:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    share = str(max(1, cpu_count // jobs))
+    for var in ("RESONANCE_THREADS", "OMP_NUM_THREADS"):
+        if not environ.get(var):
+            env[var] = share
+    return env
+
+
+def run_parallel(stems: list[str], profile: str, overrides: dict, *, force: bool, jobs: int,
+                 on_start=None, on_finish=None) -> dict[str, tuple[str, float, str]]:
+    """Each notebook in its own process (`--worker`), `jobs` at a time; {stem: (status, seconds, message)}."""
+    gpus, cpus = gpu_ids(), os.cpu_count() or 1
+    procs = {}
+
+    def start(stem, slot):
+        env = job_env(slot, jobs, gpus=gpus, cpu_count=cpus)
+        fd, result = tempfile.mkstemp(prefix=f"{stem}.", suffix=".json")
+        os.close(fd)
+        result = Path(result)
+        out = tempfile.TemporaryFile()  # the worker's own output: only read if it dies before reporting
+        cmd = [sys.executable, "-m", "resonance_utils.run_notebooks", "--worker", stem, "--profile", profile,
+               "--worker-overrides", json.dumps(overrides[stem]), "--worker-result", str(result)]
+        proc = subprocess.Popen(cmd + (["--force"] if force else []), env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=store.repo_root())
+        procs[stem] = proc
+        if on_start:
+            on_start(stem, env)
+        return proc, result, out, time.perf_counter()
+
+    def wait(handles):
+        while True:
+            done = {}
+            for stem, (proc, result, out, t0) in handles.items():
+                if proc.poll() is None:
+                    continue
+                done[stem] = _worker_result(stem, proc.returncode, result, out, time.perf_counter() - t0)
+                if on_finish:
+                    on_finish(stem, *done[stem])
+            if done:
+                return done
+            time.sleep(0.2)
+
+    try:
+        return schedule(stems, jobs, start, wait)
+    finally:  # Ctrl-C or an error here: stop the notebooks this process started
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+
+
+def _worker_result(stem, returncode, result: Path, out, secs) -> tuple[str, float, str]:
+    try:
+        status, w_secs, msg = json.loads(result.read_text())
+        return status, w_secs, msg
+    except (OSError, ValueError):  # the worker died before reporting: show the end of what it printed
+        out.seek(0)
+        tail = out.read().decode(errors="replace").strip().splitlines()[-5:]
+        return "failed", secs, f"worker exited with code {returncode}:\n    " + "\n    ".join(tail)
+    finally:
+        out.close()
+        result.unlink(missing_ok=True)
+
+
+def _worker(stem: str, profile: str, overrides_json: str, force: bool, result: str) -> int:
+    """One notebook in this process (what --jobs N starts): run_one, its result written as JSON to `result`."""
+    outcome = run_one(stem, profile, json.loads(overrides_json), force=force)
+    Path(result).write_text(json.dumps(outcome))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_all.sh", description="Execute the notebooks with papermill.")
     ap.add_argument("--profile", choices=config.PROFILES, help="default: paper on CUDA, else quick")
@@ -127,9 +263,18 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="list the notebooks and exit")
     ap.add_argument("-p", dest="params", action="append", default=[], metavar="KEY=VALUE",
                     help="a parameter override passed to papermill (repeatable)")
+    ap.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="run up to N notebooks at once, each in its own process, after the notebooks they read "
+                         "(default 1: one after the other)")
     ap.add_argument("--refresh-checks", action="store_true",
                     help="(developers) after a smoke run, store its NBVAL_CHECK_OUTPUT outputs in notebooks/")
+    for hidden in ("--worker", "--worker-overrides", "--worker-result"):  # one notebook of a --jobs N run
+        ap.add_argument(hidden, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.worker:
+        return _worker(args.worker, args.profile, args.worker_overrides or "{}", args.force, args.worker_result)
 
     from .runtime import default_profile
 
@@ -161,6 +306,8 @@ def main(argv=None) -> int:
     ensure_kernel()
     print(f"profile {profile}: {len(selected)} notebook(s); figures -> {store.figures_dir(profile)}", flush=True)
     total, failed = time.perf_counter(), []
+    if min(args.jobs, len(selected)) > 1:
+        return _main_parallel(selected, profile, overrides, args, total)
     for stem in selected:
         print(f"  {stem} ... ", end="", flush=True)
         status, secs, msg = run_one(stem, profile, overrides[stem], force=args.force)
@@ -169,6 +316,30 @@ def main(argv=None) -> int:
             failed.append(stem)
         elif args.refresh_checks and profile == "smoke":
             print(f"    stored {refresh_checks(stem)} check output(s) in notebooks/{stem}.ipynb")
+    print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
+    if failed:
+        print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _main_parallel(selected, profile, overrides, args, total) -> int:
+    jobs = min(args.jobs, len(selected))
+    print(f"  {jobs} job(s) at a time", flush=True)
+
+    def on_start(stem, env):
+        where = [f"GPU {env['CUDA_VISIBLE_DEVICES']}"] if "CUDA_VISIBLE_DEVICES" in env else []
+        where += [f"{env['RESONANCE_THREADS']} thread(s)"] if "RESONANCE_THREADS" in env else []
+        print(f"  {stem} ... started{' (' + ', '.join(where) + ')' if where else ''}", flush=True)
+
+    def on_finish(stem, status, secs, msg):
+        print(f"  {stem} {status} ({secs:.1f} s) {msg if status != 'ran' else ''}".rstrip(), flush=True)
+        if status != "failed" and args.refresh_checks and profile == "smoke":
+            print(f"    stored {refresh_checks(stem)} check output(s) in notebooks/{stem}.ipynb", flush=True)
+
+    results = run_parallel(selected, profile, overrides, force=args.force, jobs=jobs, on_start=on_start,
+                           on_finish=on_finish)
+    failed = [s for s in selected if results[s][0] == "failed"]
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)

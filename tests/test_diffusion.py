@@ -223,3 +223,85 @@ def test_load_missing_and_corrupt_folders(trained, tmp_path):
     weights.unlink()
     with pytest.raises(FileNotFoundError, match="safetensors is missing"):
         load_model(folder)
+
+
+# ------------------------------------------------------------------------------------------- speed, distributed
+def test_compile_wraps_the_unet_and_returns_the_plain_model(digits, monkeypatch):
+    """compile=True goes through torch.compile (stubbed here: a real compile costs a minute on a CPU); the model
+    returned and saved is the plain UNet, not the compiled wrapper."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or m)
+    model = make_unet(**TINY)
+    out, _ = train_diffusion(model, digits.images[:16], steps=1, batch_size=8, device="cpu", compile=True,
+                             progress=False)
+    assert out is model and compiled == [model]
+    sample(model, 2, ddim_steps=2, device="cpu", compile=True, progress=False)
+    assert compiled == [model, model]
+    sample(model, 2, ddim_steps=2, device="cpu", progress=False)
+    assert len(compiled) == 2  # off by default
+
+
+def test_distributed_environment_and_errors(digits, monkeypatch, tmp_path):
+    from resonance_utils.diffusion import distributed_world, is_main_process
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed_world() == (0, 0, 1) and is_main_process()
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed_world() == (1, 1, 3) and not is_main_process()
+    with pytest.raises(ValueError, match="batch_size divisible by 3"):
+        train_diffusion(make_unet(**TINY), digits.images[:32], steps=1, batch_size=16, device="cpu",
+                        progress=False)
+    # only rank 0 writes files (no process group here, so no barrier either)
+    save_model(make_unet(**TINY), tmp_path / "unet")
+    assert not (tmp_path / "unet").exists()
+
+
+DDP_WORKER = """
+import sys
+import numpy as np, torch
+from resonance_utils import diffusion as D
+torch.set_num_threads(1)
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
+model = D.make_unet(num_classes=10, base_channels=8, channel_mult=(1, 2))
+model, losses = D.train_diffusion(model, images, labels, steps=4, batch_size=16, lr=1e-3, ema_decay=0.9,
+                                  device="cpu", progress=False)
+weights = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+D.save_model(model, sys.argv[1] + "/unet")  # every rank calls it; only rank 0 writes
+if D.is_main_process():
+    np.savez(sys.argv[1] + "/result.npz", losses=losses, weights=weights)
+"""
+
+
+def test_two_process_data_parallel_training_matches_one_process(tmp_path):
+    """torchrun with 2 CPU processes (gloo): each trains on half of every batch and DDP averages the gradients,
+    so losses and weights equal one process's on the whole batch up to float rounding. Skipped when the launch
+    alone takes too long on a busy machine."""
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("this torch build has no gloo backend")
+    script = tmp_path / "worker.py"
+    script.write_text(DDP_WORKER)
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", RESONANCE_THREADS="1")
+    try:
+        run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=45)
+    except subprocess.TimeoutExpired:
+        pytest.skip("2-process launch took over 45 s on this (busy) machine")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    two = np.load(tmp_path / "result.npz")
+    assert (tmp_path / "unet" / "config.json").exists()
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
+    model, losses = train_diffusion(make_unet(num_classes=10, base_channels=8, channel_mult=(1, 2)), images, labels,
+                                    steps=4, batch_size=16, lr=1e-3, ema_decay=0.9, device="cpu", progress=False)
+    weights = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+    np.testing.assert_allclose(two["losses"], losses, rtol=1e-5)
+    np.testing.assert_allclose(two["weights"], weights, atol=1e-4)

@@ -1,6 +1,11 @@
 """run_all.sh's driver: selection, parameter checks before anything runs, and skipping unchanged notebooks."""
+import json
+import os
 import subprocess
 import sys
+import time
+
+import pytest
 
 from resonance_utils import run_notebooks
 from resonance_utils.store import repo_root
@@ -63,3 +68,118 @@ def test_second_run_skips_and_force_reruns(tmp_path, monkeypatch):
     status, _, msg = run_notebooks.run_one("01_lucier_room", "smoke", {**over, "voice_path": "/no/voice.wav"},
                                            force=False)
     assert status == "failed" and "voice_path" in msg and ".log" in msg
+
+
+# ------------------------------------------------------------------------------------------------ --jobs N
+def test_ready_waits_only_for_selected_dependencies():
+    deps = {"05": ["02"], "09": ["01", "02", "03"]}
+    sel = ["01", "02", "05", "09"]
+    assert run_notebooks.ready(["01", "02", "05", "09"], set(), sel, deps) == ["01", "02"]
+    assert run_notebooks.ready(["05", "09"], {"02"}, sel, deps) == ["05"]
+    assert run_notebooks.ready(["09"], {"01", "02"}, sel, deps) == ["09"]  # 03 is not selected (or absent)
+    assert run_notebooks.ready(["05"], set(), ["05"], deps) == ["05"]  # --only 05: read 02's cached chains
+
+
+def test_declared_dependencies():
+    deps = run_notebooks.DEPENDENCIES
+    assert deps["05_drift_geometry"] == ["02_mnist_chains"] and deps["08_mitigations"] == ["02_mnist_chains"]
+    assert set(deps["09_claim"]) == {"01_lucier_room", "02_mnist_chains", "03_imagenet_chains",
+                                     "04_cyclegan_attractors"}
+
+
+def simulate(stems, jobs, durations, deps):
+    """schedule() on a fake clock: each notebook takes durations[stem]; returns {stem: (start, end, slot)}."""
+    clock, log = [0.0], {}
+
+    def start(stem, slot):
+        log[stem] = (clock[0], clock[0] + durations[stem], slot)
+        return log[stem][1]
+
+    def wait(handles):
+        clock[0] = min(handles.values())
+        return {s: "ok" for s, end in handles.items() if end == clock[0]}
+
+    results = run_notebooks.schedule(stems, jobs, start, wait, deps=deps)
+    assert results == {s: "ok" for s in stems}
+    return log
+
+
+def test_schedule_runs_n_at_a_time_and_dependencies_first():
+    deps = {"05": ["02"], "08": ["02"], "09": ["01", "02", "03", "04"]}
+    stems = ["01", "02", "05", "06", "07", "08", "09"]
+    durations = {"01": 1, "02": 10, "05": 2, "06": 3, "07": 3, "08": 4, "09": 1}
+    log = simulate(stems, 2, durations, deps)
+    events = sorted([(t0, +1) for t0, _, _ in log.values()] + [(t1, -1) for _, t1, _ in log.values()],
+                    key=lambda e: (e[0], e[1]))
+    running = [sum(d for _, d in events[:i + 1]) for i in range(len(events))]
+    assert max(running) == 2  # never more than N at once
+    for stem, needs in deps.items():
+        assert all(log[stem][0] >= log[d][1] for d in needs if d in log)
+    assert log["06"][0] == 1 and log["07"][0] == 4  # independent notebooks fill the slot while 02 runs
+    assert all(slot in (0, 1) for *_, slot in log.values())
+    # one job: the listed order, one after the other (what --jobs 1 does)
+    log1 = simulate(stems, 1, durations, deps)
+    assert sorted(stems, key=lambda s: log1[s][0]) == stems
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        run_notebooks.schedule(stems, 0, None, None)
+    with pytest.raises(RuntimeError, match="wait on each other"):
+        simulate(["a", "b"], 2, {"a": 1, "b": 1}, {"a": ["b"], "b": ["a"]})
+
+
+def test_job_env_shares_gpus_and_threads():
+    env = run_notebooks.job_env
+    assert env(0, 4, gpus=[], cpu_count=16, environ={}) == {"RESONANCE_THREADS": "4", "OMP_NUM_THREADS": "4"}
+    assert env(0, 3, gpus=[], cpu_count=2, environ={})["RESONANCE_THREADS"] == "1"  # never 0
+    assert "RESONANCE_THREADS" not in env(0, 2, gpus=[], cpu_count=8, environ={"RESONANCE_THREADS": "1"})
+    assert [env(s, 4, gpus=["0", "1"], cpu_count=8, environ={})["CUDA_VISIBLE_DEVICES"] for s in range(4)] == \
+        ["0", "1", "0", "1"]
+    assert "CUDA_VISIBLE_DEVICES" not in env(1, 2, gpus=["0"], cpu_count=8, environ={})  # one GPU: shared
+
+
+def fake_notebook(body: str) -> dict:
+    cell = lambda src, tags=(): {"cell_type": "code", "execution_count": None, "id": f"c{abs(hash(src)) % 10**8}",
+                                 "metadata": {"tags": list(tags)}, "outputs": [], "source": src}
+    return {"cells": [cell('profile = ""', ["parameters"]), cell(body)], "metadata": {
+        "kernelspec": {"name": "resonance", "display_name": "Python (resonance)", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
+    """Three tiny notebooks through the real CLI with --jobs 2: 02 fails, 05 (which reads 02) starts only after
+    02 has finished, 01 runs beside 02 with half the threads, and the run exits 1 after all have finished."""
+    root = tmp_path / "repo"
+    writes = ('import json, os, time\nfrom pathlib import Path\nfig = Path(os.environ["RESONANCE_FIGURES_DIR"])\n'
+              'fig.mkdir(parents=True, exist_ok=True)\n(fig / "{stem}.json").write_text(json.dumps('
+              '{{"threads": os.environ.get("RESONANCE_THREADS"), "t": time.time()}}))\n')
+    bodies = {"01_lucier_room": writes.format(stem="01_lucier_room"),
+              "02_mnist_chains": "import time\ntime.sleep(1)\nraise RuntimeError('boom in 02')\n",
+              "05_drift_geometry": writes.format(stem="05_drift_geometry")}
+    for stem, body in bodies.items():
+        (root / "notebooks").mkdir(parents=True, exist_ok=True)
+        (root / "notebooks" / f"{stem}.ipynb").write_text(json.dumps(fake_notebook(body)))
+        (root / "params" / stem).mkdir(parents=True)
+        (root / "params" / stem / "smoke.yaml").write_text("seed: 0\n")
+    run_notebooks.ensure_kernel()
+    env = {**os.environ, "RESONANCE_ROOT": str(root), "RESONANCE_FIGURES_DIR": str(tmp_path / "figures")}
+    env.pop("RESONANCE_THREADS", None)
+    env.pop("OMP_NUM_THREADS", None)
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "resonance_utils.run_notebooks", "--profile", "smoke", "--jobs", "2"],
+                         capture_output=True, text=True, cwd=repo_root(), timeout=120, env=env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAILED: 02_mnist_chains" in out.stderr and "boom in 02" in out.stdout
+    lines = out.stdout.splitlines()
+    at = lambda text: next(i for i, ln in enumerate(lines) if text in ln)
+    assert at("02_mnist_chains failed") < at("05_drift_geometry ... started")
+    assert at("01_lucier_room ... started") < at("02_mnist_chains failed")  # 01 ran beside 02
+    figures = {s: json.loads((tmp_path / "figures" / f"{s}.json").read_text())
+               for s in ("01_lucier_room", "05_drift_geometry")}
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert figures["01_lucier_room"]["threads"] == share and figures["05_drift_geometry"]["threads"] == share
+    assert all(f["t"] > t0 for f in figures.values())
+    assert (root / "build" / "smoke" / "02_mnist_chains.log").exists()
+
+
+def test_jobs_must_be_positive():
+    out = cli("--jobs", "0", "--list")
+    assert out.returncode == 2 and "--jobs must be >= 1" in out.stderr
