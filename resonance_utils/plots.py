@@ -126,3 +126,62 @@ def framework_diagram(settings, *, n_shown: int = 3):
 def _wrap(text: str, width: int) -> str:
     import textwrap
     return "\n".join(textwrap.wrap(text, width))
+
+
+# ------------------------------------------------------------------------- panels shared by the chain notebooks
+def exemplar_grid(ax, rows: np.ndarray, *, by: str, title: str, row_names=None) -> None:
+    """The paper's Fig. 2 layout on `ax`: rows (R, G, H, W[,C]) from image_chains.exemplar_rows, one column per
+    generation (0 = real data), one row per class (by="class") or per trajectory (by="trajectory")."""
+    n_rows, n_gen = rows.shape[:2]
+    image_grid(ax, rows.reshape((n_rows * n_gen,) + rows.shape[2:]), nrow=n_rows)
+    step = rows.shape[2] + 1
+    ax.set_xticks(np.arange(n_gen) * step + step / 2, [str(g) for g in range(n_gen)], fontsize=7)
+    if row_names is not None and by == "class":
+        ax.set_yticks(np.arange(n_rows) * step + step / 2, list(row_names)[:n_rows], fontsize=7)
+    ax.set_title(f"{title}\n(rows: {'trajectories' if by == 'trajectory' else 'classes'})")
+    ax.set_xlabel("generation →  (0 = real data)")
+
+
+def retention_panels(ax_retention, ax_entropy, results: dict, n_classes: int) -> None:
+    """Class retention (settings with an intended class) and predicted-class entropy per generation, from
+    the per-generation metrics of image_chains.run_image_chain results {setting: ChainResult}."""
+    for s, r in results.items():
+        g = np.arange(len(r))
+        if s != "unconditional":
+            ax_retention.plot(g, [m.get("class_retention", np.nan) for m in r.metrics], "o-", ms=4,
+                              label=s.replace("_", " "))
+        ax_entropy.plot(g, [m["class_entropy_bits"] for m in r.metrics], "o-", ms=4, label=s.replace("_", " "))
+    ax_retention.axhline(1 / n_classes, color="0.5", ls=":", lw=0.8)
+    ax_retention.set_ylim(0, 1.02)
+    ax_retention.set_xlabel("generation"), ax_retention.set_ylabel("class retention")
+    ax_retention.legend(fontsize=8)
+    ax_entropy.axhline(np.log2(n_classes), color="0.5", ls=":", lw=0.8)
+    ax_entropy.set_xlabel("generation"), ax_entropy.set_ylabel("predicted-class entropy (bits)")
+    ax_entropy.legend(fontsize=8)
+
+
+def drift_panel(ax, local, cumulative, phases, *, title: str, legend: bool = True) -> None:
+    """Local and cumulative drift (metrics.DriftCurve) over the detected phases (metrics.Phases): Fig. 5."""
+    g = cumulative.generations
+    shade_phases(ax, g, phases.labels, legend=legend)
+    ax.plot(g, local.values, "o-", ms=3, color=LOCAL_COLOR, label="local FID(n, n-1)")
+    ax.plot(g, cumulative.values, "o-", ms=3, color=CUMULATIVE_COLOR, label="cumulative FID(n, 0)")
+    ax.set_title(title)
+    ax.set_xlabel("generation")
+    if legend:
+        ax.legend(fontsize=6)
+
+
+GEOMETRY_COLUMNS = (("total_variance", "total variance"), ("participation_ratio", "participation ratio"),
+                    ("lid_mle", "local intrinsic dim. (MLE)"), ("roughness", "roughness"))
+
+
+def geometry_panels(axes, geo, *, columns=GEOMETRY_COLUMNS) -> None:
+    """One panel per geometry measure, one line per setting, from a geometry.geometry_trajectory table with a
+    'setting' column."""
+    for ax, (col, label) in zip(axes, columns):
+        for s, part in geo.groupby("setting", sort=False):
+            ax.plot(part["generation"], part[col], "o-", ms=3, label=str(s).replace("_", " "))
+        ax.set_xlabel("generation")
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7)
