@@ -909,14 +909,22 @@ def training_losses(model: CycleGAN) -> dict:
 
 
 def run_cycles(cfg, model: CycleGAN, starts, *, quantize: bool, progress: bool = True):
-    """n_cycles of x -> F(G(x)) from an ImageSet of starts, through chain.run_chain (cached per cycle in
-    data/runs/cyclegan/<key>/; n_cycles is not in the key, so a longer run extends a shorter one)."""
+    """n_cycles of x -> F(G(x)) from starts (an ImageSet, or a dict with uint8 "images" and "labels"), through
+    chain.run_chain (cached per cycle in data/runs/cyclegan/<key>/; n_cycles is not in the key, so a longer run
+    extends a shorter one)."""
+    from types import SimpleNamespace
+
     from .chain import run_chain
     from .store import array_fingerprint, run_dir
 
+    if isinstance(starts, dict):
+        starts = SimpleNamespace(images=np.asarray(starts["images"]), labels=np.asarray(starts["labels"]))
+    if starts.images.dtype != np.uint8:
+        raise TypeError(f"starts must be uint8 images, got {starts.images.dtype}")
+
     params = {k: cfg[k] for k in MODEL_KEYS + ("official_g_ab", "official_g_ba", "official_ngf",
                                                "official_n_blocks")}
-    params |= {"n_starts": len(starts), "quantize": bool(quantize)}
+    params |= {"n_starts": len(starts.images), "quantize": bool(quantize)}
     weights = array_fingerprint(*[p.detach().cpu().numpy() for p in model.parameters()])
     fingerprint = f"{weights}|{array_fingerprint(starts.images, starts.labels)}"
     initial = {"images": starts.images, "labels": starts.labels.astype(np.int64)}
@@ -934,11 +942,18 @@ def trajectory(result) -> np.ndarray:
     return x if x.dtype == np.uint8 else ((x.astype(np.float32) + 1) / 2)
 
 
+def trajectory_clouds(trajectory) -> list[np.ndarray]:
+    """A trajectory (cycles + 1, N, ...) as one (N, pixels) float cloud per cycle on the 0-1 scale, for the
+    diagnostics (drift, geometry, the claim's measures)."""
+    flat, scale = _flat(trajectory)
+    return [c.astype(np.float64) * scale for c in flat]
+
+
 def pairs_apart(trajectory, labels) -> dict:
     """How far apart different basins end: the smallest RMS distance (pixel scale 0-1) between the last states
     of two starts in different basins, and the share of start pairs that share a basin."""
     last, scale = _flat(np.asarray(trajectory)[-1:])
-    last = last[0] / scale
+    last = last[0].astype(np.float64) * scale
     labels = np.asarray(labels)
     ok = labels >= 0
     same = (labels[ok, None] == labels[None, ok])

@@ -532,3 +532,18 @@ def mobilenet_outputs(model, images, *, batch_size: int = 64, resolution: int = 
     if not feats:
         return np.zeros((0, 1280), np.float32), np.zeros((0, 1000), np.float32)
     return np.concatenate(feats), np.concatenate(probs)
+
+
+def retention_classifier(real: ImageSet, *, epochs: float = 10, seed: int = 0, device: str = "cpu"):
+    """The classifier that measures class retention on an image set, with its name and a note: MobileNetV2
+    restricted to the set's synsets when every class is an ImageNet synset (data.imagenet_indices), else the
+    small CNN trained on the set itself (load_data_classifier, cached; the note gives its held-out accuracy)."""
+    from .data import imagenet_indices
+
+    indices = imagenet_indices(real.class_names)
+    if indices is not None:
+        model = SynsetClassifier(load_mobilenet_v2(device=device), indices)
+        return model, f"MobileNetV2 (ImageNet weights), {len(indices)}-way over the set's synsets", "pretrained"
+    model = load_data_classifier(real, epochs=epochs, seed=seed, device=device)
+    return (model, "CNN trained on the generation-0 data (ours)",
+            f"held-out accuracy {model.info['heldout_accuracy']:.3f}")

@@ -27,7 +27,7 @@ KERNEL = "resonance"
 # notebook -> the notebooks whose outputs (chains, key numbers) it reads: with --jobs N it starts only after they
 # have finished. Names that are not notebooks here (yet) are ignored.
 DEPENDENCIES = {
-    "05_drift_geometry": ["02_mnist_chains"],
+    "05_drift_geometry": ["01_lucier_room", "02_mnist_chains", "03_imagenet_chains", "04_cyclegan_attractors"],
     "08_mitigations": ["02_mnist_chains"],
     "09_claim": ["01_lucier_room", "02_mnist_chains", "03_imagenet_chains", "04_cyclegan_attractors"],
 }

@@ -420,3 +420,16 @@ def test_pairs_apart_against_a_direct_computation():
     assert out["min_rms_between_basins"] == pytest.approx(expected)
     assert out["share_of_pairs_in_one_basin"] == pytest.approx(2 / 12)
     assert pairs_apart(traj, np.array([0, 0, 0, -1]))["min_rms_between_basins"] is None
+    as_uint8 = np.round(traj * 255).astype(np.uint8)  # the same states on the uint8 grid: the 0-1 scale again
+    assert pairs_apart(as_uint8, np.array([0, 0, 1, 2]))["min_rms_between_basins"] == pytest.approx(expected,
+                                                                                                    abs=1e-3)
+
+
+def test_trajectory_clouds_are_per_cycle_pixels_on_the_unit_scale():
+    from resonance_utils.cyclegan import trajectory_clouds
+    traj = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2) * 10
+    clouds = trajectory_clouds(traj)
+    assert len(clouds) == 2 and clouds[0].shape == (3, 4)
+    assert np.allclose(clouds[1], traj[1].reshape(3, 4) / 255)
+    floats = traj.astype(np.float32) / 255
+    assert np.allclose(trajectory_clouds(floats)[1], clouds[1])

@@ -363,3 +363,24 @@ def test_classify_then_embed_runs_the_network_once(mobilenet, photos, monkeypatc
     features.embed(clf, y)
     assert len(calls) == 2
     assert np.array_equal(classify(clf, x[:0]), np.zeros((0, 2), np.float32)) and p.shape == (4, 2)
+
+
+def test_retention_classifier_picks_mobilenet_for_synsets_and_a_trained_cnn_otherwise(monkeypatch):
+    from resonance_utils import data, features as FT
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (20, 16, 16, 3), dtype=np.uint8)
+    labels = np.repeat([0, 1], 10)
+    synsets = data.ImageSet(images, labels, source="t", fingerprint="f", n_classes=2,
+                            class_names=("n01440764", "n03888257"))
+    monkeypatch.setattr(FT, "load_mobilenet_v2", lambda device="cpu": "mobilenet")
+    monkeypatch.setattr(FT, "SynsetClassifier", lambda net, idx: ("synset", net, tuple(idx)))
+    model, name, note = FT.retention_classifier(synsets)
+    assert model == ("synset", "mobilenet", (0, 701)) and "2-way" in name and note == "pretrained"
+    plain = data.ImageSet(images, labels, source="t", fingerprint="g", n_classes=2, class_names=("a", "b"))
+
+    class Fake:
+        info = {"heldout_accuracy": 0.875}
+    monkeypatch.setattr(FT, "load_data_classifier", lambda real, **kw: Fake())
+    model, name, note = FT.retention_classifier(plain, epochs=1)
+    assert isinstance(model, Fake) and "generation-0" in name and note == "held-out accuracy 0.875"
