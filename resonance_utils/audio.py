@@ -335,14 +335,17 @@ class LucierSetup:
 
 def start_signals(voice: np.ndarray, sample_rate: int, *, seed: int = 0) -> dict[str, np.ndarray]:
     """Different starting sounds of the same length and RMS as `voice`, for the ergodicity test: the voice, the
-    voice reversed, white noise and a logarithmic chirp from 100 Hz to 4 kHz. Seeded."""
+    voice a fifth higher (another "speaker"; a reversed voice would have the same spectral frames), white noise
+    and a logarithmic chirp from 100 Hz to 4 kHz. Seeded."""
+    import librosa
     from scipy.signal import chirp
 
     voice = np.asarray(voice, np.float64)
     if voice.ndim != 1 or len(voice) < 2:
         raise ValueError(f"voice must be a 1-D waveform, got shape {voice.shape}")
     t = np.arange(len(voice)) / sample_rate
-    out = {"voice": voice, "voice reversed": voice[::-1].copy(),
+    higher = librosa.effects.pitch_shift(voice, sr=sample_rate, n_steps=7)
+    out = {"voice": voice, "voice +7 semitones": higher,
            "white noise": np.random.default_rng([seed, 23]).standard_normal(len(voice)),
            "chirp 100 Hz-4 kHz": chirp(t, 100.0, t[-1], min(4000.0, 0.45 * sample_rate), method="logarithmic")}
     rms = np.sqrt(np.mean(voice ** 2))

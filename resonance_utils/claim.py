@@ -174,7 +174,7 @@ def _in_noise_units(distance: float, noise: float) -> float:
 
 def measure_ergodicity(chains, *, metric: str = "mmd", n: int | None = None, bandwidth: float | None = None,
                        noise: str = "halves", window: int = 5, noise_factor: float = 3.0, shrink_tol: float = 0.5,
-                       seed: int = 0) -> ErgodicityResult:
+                       collapse_tol: float = 0.01, seed: int = 0) -> ErgodicityResult:
     """Do chains of one setting, started from different initial sets, forget their start?
 
     Each cloud is shuffled (with `seed`) and split into two disjoint halves A and B of n samples each
@@ -197,6 +197,9 @@ def measure_ergodicity(chains, *, metric: str = "mmd", n: int | None = None, ban
       "mixes" iff for every pair: separation_last <= noise_factor  (indistinguishable from sampling noise)
                              and 1 - separation_last / separation_start >= shrink_tol  (it got there by
                                  shrinking: the starts were told apart and no longer are),
+      or, for chains whose sampling noise has vanished (noise_level <= sqrt(collapse_tol) x noise_start: a
+      deterministic chain collapsing onto one state, where "noise units" lose their meaning), when the pair's
+      last-window between-chain distance fell below collapse_tol x its generation-0 distance (0: off);
       otherwise "does not mix" (separate basins, or not yet mixed within the run).
     Defaults: window=5, noise_factor=3 (about three standard deviations of the null MMD^2), shrink_tol=0.5.
     Warns when the starts are not distinguishable at generation 0 (then nothing can be forgotten).
@@ -207,6 +210,7 @@ def measure_ergodicity(chains, *, metric: str = "mmd", n: int | None = None, ban
     _check_choice(noise, NOISE_MODES, "noise")
     noise_factor = _check_range(noise_factor, "noise_factor", 0, low_open=True)
     shrink_tol = _check_range(shrink_tol, "shrink_tol", 0, 1, high_open=True)
+    collapse_tol = _check_range(collapse_tol, "collapse_tol", 0, 1, high_open=True)
     if hasattr(chains, "states") or isinstance(chains, np.ndarray) or (
             len(chains) and isinstance(chains[0], np.ndarray) and np.ndim(chains[0]) == 2):
         raise ValueError("measure_ergodicity needs a list of chains (each a list of per-generation clouds); got a "
@@ -276,7 +280,10 @@ def measure_ergodicity(chains, *, metric: str = "mmd", n: int | None = None, ban
         shrink_per_pair = np.where(sep_start > 0, 1 - sep_last / sep_start, np.nan)
     close = sep_last <= noise_factor
     shrunk = shrink_per_pair >= shrink_tol  # NaN compares False: nothing to shrink from
-    verdict = "mixes" if bool(np.all(close & shrunk)) else "does not mix"
+    start_per_pair = between_pairs[:, 0]
+    noise_vanished = noise_level <= math.sqrt(collapse_tol) * noise_start  # the clouds themselves collapsed
+    collapsed = noise_vanished & (start_per_pair > 0) & (last_per_pair <= collapse_tol * start_per_pair)
+    verdict = "mixes" if bool(np.all((close & shrunk) | collapsed)) else "does not mix"
     distinguishable = bool(np.all(sep_start > noise_factor))
     if not distinguishable:
         warnings.warn("some chains start from initial sets that are indistinguishable at generation 0 (between-"
@@ -531,6 +538,14 @@ def outcomes_agree(predicted: str, observed: str) -> bool:
     return predicted.split(" (")[0] == observed
 
 
+def _end_over_start(e: ErgodicityResult) -> float:
+    """The largest over chain pairs of (last-window mean between-chain distance) / (its generation-0 value)."""
+    last = e.between_pairs[:, -e.window:].mean(axis=1)
+    start = e.between_pairs[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.max(np.where(start > 0, last / start, np.inf)))
+
+
 def claim_row(setting: str, data: str, assessment: "ClaimAssessment", *, phase: str, pattern: str | None,
               n_attractors: int | None = None, feature_space: str = "") -> dict:
     """One row of the claim table (the paper's Table 1 style): both measures with their verdicts, the rule's
@@ -541,6 +556,7 @@ def claim_row(setting: str, data: str, assessment: "ClaimAssessment", *, phase: 
         "setting": setting, "data": data, "feature space": feature_space, "chains": len(e.within_chains),
         "n per set": e.n,
         "ergodicity: separation start -> end (noise units)": f"{e.separation_start:.3g} -> {e.separation_last:.3g}",
+        "between-chain distance, end / start": f"{_end_over_start(e):.3g}",
         "ergodic": e.verdict,
         "contraction: most / least contracted variance factor": (
             f"{np.median([c.most_contracted for c in cs]):.3g} / {np.median([c.least_contracted for c in cs]):.3g}"),

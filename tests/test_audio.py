@@ -245,12 +245,16 @@ def test_start_signals_share_length_and_level_but_not_content():
 
     voice = np.sin(np.linspace(0, 300, 16000)) * np.hanning(16000)
     starts = start_signals(voice, 16000, seed=0)
-    assert list(starts) == ["voice", "voice reversed", "white noise", "chirp 100 Hz-4 kHz"]
+    assert list(starts) == ["voice", "voice +7 semitones", "white noise", "chirp 100 Hz-4 kHz"]
     rms = np.sqrt(np.mean(voice ** 2))
     for name, s in starts.items():
         assert s.shape == voice.shape
         assert np.sqrt(np.mean(s ** 2)) == pytest.approx(rms, rel=1e-9), name
-    assert np.allclose(starts["voice reversed"], voice[::-1])
+    # a pure tone moved up 7 semitones: its peak frequency rises by 2^(7/12), measured independently by the FFT
+    tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    shifted = start_signals(tone, 16000)["voice +7 semitones"]
+    peak = np.argmax(np.abs(np.fft.rfft(shifted))) * 16000 / len(shifted)
+    assert peak == pytest.approx(440 * 2 ** (7 / 12), rel=0.01)
     assert np.array_equal(starts["white noise"], start_signals(voice, 16000, seed=0)["white noise"])
     assert not np.array_equal(starts["white noise"], start_signals(voice, 16000, seed=1)["white noise"])
     with pytest.raises(ValueError, match="1-D"):

@@ -350,3 +350,14 @@ def test_observe_chain_and_claim_row_on_a_resonating_synthetic_chain():
     row = C.claim_row("double well", "synthetic", basins, phase="empirical stationarity",
                       pattern="coherent contraction", n_attractors=2)
     assert row["observed"] == "separate basins" and row["agree"]
+
+
+def test_a_deterministic_collapse_onto_one_state_mixes_by_the_collapse_criterion():
+    # noiseless x -> 0.8 x: every start collapses towards the origin and the within-chain noise vanishes with
+    # it (0.8^30 ~ 1e-3), so a tiny leftover offset is many "noise units"; the absolute collapse of the
+    # between-chain distance, relative to its start, is what says the starts were forgotten
+    chains = [run_chain(lambda x, ctx: 0.8 * x, x0, 30, progress=False).states for x0 in C.start_clouds(3, seed=0)]
+    assert C.measure_ergodicity(chains, collapse_tol=0.01).verdict == "mixes"
+    assert C.measure_ergodicity(chains, collapse_tol=0.0).verdict == "does not mix"
+    with pytest.raises(ValueError, match="collapse_tol"):
+        C.measure_ergodicity(chains, collapse_tol=1.5)
