@@ -194,3 +194,16 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
 def test_jobs_must_be_positive():
     out = cli("--jobs", "0", "--list")
     assert out.returncode == 2 and "--jobs must be >= 1" in out.stderr
+
+
+def test_every_notebook_stores_the_outputs_its_check_cell_is_compared_with():
+    """nbval compares a NBVAL_CHECK_OUTPUT cell with the outputs stored in the notebook: a notebook rebuilt or
+    edited without `--refresh-checks` would have nothing to compare with."""
+    import nbformat
+
+    for stem in run_notebooks.list_notebooks():
+        nb = nbformat.read(run_notebooks.notebooks_dir() / f"{stem}.ipynb", 4)
+        checks = [c for c in nb.cells if c.cell_type == "code" and "# NBVAL_CHECK_OUTPUT" in c.source]
+        assert checks, f"{stem} has no NBVAL_CHECK_OUTPUT cell"
+        for c in checks:
+            assert any(o.get("text") for o in c.outputs), f"{stem}: a check cell has no stored output"
