@@ -854,7 +854,6 @@ def trained_model(cfg, *, progress: bool = True) -> tuple[CycleGAN, dict]:
     two domains once and cached in data/models/cyclegan/<key>/ (training.json records losses and time)."""
     import time
 
-    from .data import ImageSet
     from .store import data_dir, package_source_hash, run_key
 
     a = load_domain(cfg.domain_a, resolution=cfg.resolution, n_train=cfg.n_train, seed=cfg.seed)
@@ -878,8 +877,6 @@ def trained_model(cfg, *, progress: bool = True) -> tuple[CycleGAN, dict]:
         model = load_cyclegan(folder)
         model.info, model.folder = read_json(folder / "training.json"), folder
         return model, domains
-    if not isinstance(domains["a_train"], ImageSet) or len(domains["a_train"]) < cfg.batch_size:
-        raise ValueError(f"domain {cfg.domain_a!r} has too few training images for batch_size {cfg.batch_size}")
     model = make_cyclegan(channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf, n_layers=cfg.n_layers,
                           seed=cfg.seed)
     t0 = time.perf_counter()
@@ -933,6 +930,16 @@ def run_cycles(cfg, model: CycleGAN, starts, *, quantize: bool, progress: bool =
     step = CycleStep(model, quantize=quantize, device=cfg.device)
     return run_chain(step, initial, cfg.n_cycles, run_dir=run_dir("cyclegan", params, fingerprint, modules=SOURCES),
                      seed=cfg.seed, desc=f"cycles (quantize={quantize})", progress=progress)
+
+
+def attractor_run(cfg, model: CycleGAN, domains: dict, *, quantize: bool | None = None, progress: bool = True):
+    """(starts, run) of a 04_cyclegan_attractors configuration: n_starts class-balanced held-out domain-A images
+    iterated n_cycles times (quantize: the configuration's by default). 04 makes it; 05 and 09 read it back."""
+    from .data import stratified_subset
+
+    starts = stratified_subset(domains["a_test"], cfg.n_starts, seed=cfg.seed)
+    q = cfg.quantize if quantize is None else quantize
+    return starts, run_cycles(cfg, model, starts, quantize=q, progress=progress)
 
 
 def trajectory(result) -> np.ndarray:

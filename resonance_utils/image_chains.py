@@ -76,6 +76,18 @@ def class_skewed_starts(real, n: int, n_starts: int, *, skew: float = 0.7, seed:
     return starts
 
 
+def imagenet5_inputs(cfg) -> tuple:
+    """(real images, retention classifier, its name, a note) for a 03_imagenet_chains configuration: the one
+    place that turns that notebook's parameters into its data and classifier (05 and 09 read its chains too)."""
+    from .data import load_imagenet5
+    from .features import retention_classifier
+
+    real = load_imagenet5(cfg.imagenet_root, resolution=cfg.resolution, classes=cfg.classes,
+                          n_per_class=cfg.n_per_class, seed=cfg.seed)
+    classifier, name, note = retention_classifier(real, epochs=cfg.classifier_epochs, seed=cfg.seed)
+    return real, classifier, name, note
+
+
 def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
     """The generation-0 model, trained once on the real set x0 and cached in data/models/diffusion/<key>/."""
     params = {k: cfg[k] for k in MODEL_KEYS}

@@ -433,3 +433,18 @@ def test_trajectory_clouds_are_per_cycle_pixels_on_the_unit_scale():
     assert np.allclose(clouds[1], traj[1].reshape(3, 4) / 255)
     floats = traj.astype(np.float32) / 255
     assert np.allclose(trajectory_clouds(floats)[1], clouds[1])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_attractor_run_is_the_run_of_the_configuration():
+    from resonance_utils import cyclegan as CG
+    from resonance_utils.data import stratified_subset
+    cfg = smoke_cfg()
+    model, domains = CG.trained_model(cfg, progress=False)
+    starts, run = CG.attractor_run(cfg, model, domains, progress=False)
+    expected = stratified_subset(domains["a_test"], cfg.n_starts, seed=cfg.seed)
+    assert np.array_equal(starts.images, expected.images)
+    same = CG.run_cycles(cfg, model, expected, quantize=cfg.quantize, progress=False)
+    assert same.run_dir == run.run_dir and same.computed == []  # read back, not recomputed
+    other = CG.attractor_run(cfg, model, domains, quantize=not cfg.quantize, progress=False)[1]
+    assert other.run_dir != run.run_dir

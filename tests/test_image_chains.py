@@ -135,3 +135,11 @@ def test_a_given_start_enters_the_key_and_generation_one_trains_on_it(mnist, cla
     with pytest.raises(ValueError, match="x0 images"):
         image_chains.run_image_chain(cfg, "unconditional", mnist, classifier,
                                      x0={"images": a["images"][:, :14], "labels": a["labels"]}, progress=False)
+
+
+def test_imagenet5_inputs_follow_the_configuration():
+    cfg = config.load_config("03_imagenet_chains", "smoke", classifier_epochs=1)
+    real, classifier, name, note = image_chains.imagenet5_inputs(cfg)
+    assert "stand-in" in real.source and real.images.shape[1:] == (cfg.resolution, cfg.resolution, 3)
+    assert np.bincount(real.labels).tolist() == [cfg.n_per_class] * 5
+    assert classifier.resolution == cfg.resolution and "generation-0" in name and note.startswith("held-out")
