@@ -18,7 +18,8 @@ N images), each for
   loop, CycleGAN inference one image at a time (the official test.py), FID features from PNG files.
 
 The CPU is always measured; a GPU too when there is one (--device auto, the default). Each measurement is taken
-after a short warm-up on the same device, and on CUDA between synchronisations. The baseline's 1000-step sampling
+after a short warm-up on the same device, and on CUDA between synchronisations; training and the classifier's
+features are timed `repeats` times (3 at full scale) in turns with their baseline and the medians reported. The baseline's 1000-step sampling
 is measured on a few images; its whole generation is then estimated from its measured rates (marked "estimated").
 
 Writes benchmarks/results.json (machine, versions, every measurement: n, seconds, images/s, speed-up) and
@@ -53,20 +54,20 @@ OUT_DIR = Path(__file__).resolve().parent
 # meaningless: a toy UNet and CycleGAN, random images, a 20-step baseline sampler).
 SIZES = {
     ("full", "cpu"): dict(profile="quick", warm_steps=3, train_steps=50, sample_n=256, base_sample_n=4,
-                          ddpm_steps=1000, gen_n=None, gen_steps=None, mnist_feat_n=5000, inception_n=32,
-                          cg_train_steps=30, cg_translate_n=1000, cg_base_translate_n=200, cg_gen_n=500),
+                          ddpm_steps=1000, gen_n=None, gen_steps=None, mnist_feat_n=20000, inception_n=32,
+                          cg_train_steps=30, cg_translate_n=1000, cg_base_translate_n=200, cg_gen_n=500, repeats=3),
     ("full", "cuda"): dict(profile="paper", warm_steps=20, train_steps=300, sample_n=5000, base_sample_n=64,
                            ddpm_steps=1000, gen_n=None, gen_steps=None, mnist_feat_n=50000, inception_n=1000,
-                           cg_train_steps=300, cg_translate_n=10000, cg_base_translate_n=500, cg_gen_n=5000),
+                           cg_train_steps=300, cg_translate_n=10000, cg_base_translate_n=500, cg_gen_n=5000, repeats=3),
     ("quick", "cpu"): dict(profile="quick", warm_steps=2, train_steps=10, sample_n=32, base_sample_n=1,
                            ddpm_steps=1000, gen_n=64, gen_steps=10, mnist_feat_n=1000, inception_n=4,
-                           cg_train_steps=5, cg_translate_n=200, cg_base_translate_n=50, cg_gen_n=100),
+                           cg_train_steps=5, cg_translate_n=200, cg_base_translate_n=50, cg_gen_n=100, repeats=1),
     ("quick", "cuda"): dict(profile="paper", warm_steps=10, train_steps=50, sample_n=1024, base_sample_n=16,
                             ddpm_steps=1000, gen_n=1024, gen_steps=200, mnist_feat_n=10000, inception_n=200,
-                            cg_train_steps=50, cg_translate_n=2000, cg_base_translate_n=200, cg_gen_n=2000),
+                            cg_train_steps=50, cg_translate_n=2000, cg_base_translate_n=200, cg_gen_n=2000, repeats=1),
     ("tiny", "cpu"): dict(profile="quick", warm_steps=1, train_steps=2, sample_n=4, base_sample_n=1,
                           ddpm_steps=20, gen_n=4, gen_steps=2, mnist_feat_n=20, inception_n=1,
-                          cg_train_steps=1, cg_translate_n=4, cg_base_translate_n=2, cg_gen_n=4),
+                          cg_train_steps=1, cg_translate_n=4, cg_base_translate_n=2, cg_gen_n=4, repeats=1),
 }
 SIZES[("tiny", "cuda")] = SIZES[("tiny", "cpu")]
 TINY_UNET = dict(base_channels=8, channel_mult=(1, 2), layers_per_block=1, attention=False)
@@ -89,6 +90,17 @@ def timed(fn, device):
     out = fn()
     _sync(device)
     return out, time.perf_counter() - t0
+
+
+def paired(project, baseline, device, repeats: int) -> tuple[float, float]:
+    """(project seconds, baseline seconds): the medians of `repeats` timings of each, taken in turns (project,
+    baseline, project, ...), so that a drift in the machine's speed (clock boost, a busy neighbour) falls on both
+    alike. Measured on 2 CPU cores: one pair in a fixed order can be 15% off either way."""
+    p, b = [], []
+    for _ in range(max(1, repeats)):
+        p.append(timed(project, device)[1])
+        b.append(timed(baseline, device)[1])
+    return float(np.median(p)), float(np.median(b))
 
 
 def rate(n: int, seconds: float, **settings) -> dict:
@@ -224,13 +236,14 @@ def bench_mnist_unet(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[d
     # training: a warm-up call, then the measured one, each on a fresh copy (the speed does not depend on weights)
     diffusion.train_diffusion(copy.deepcopy(base), images, labels, steps=sz["warm_steps"], progress=False, **train_kw)
     steps = sz["train_steps"]
-    _, s = timed(lambda: diffusion.train_diffusion(copy.deepcopy(base), images, labels, steps=steps, progress=False,
-                                                   **train_kw), device)
-    project = rate(steps * batch, s, steps=steps, batch_size=batch, ema=ema is not None,
-                   path="diffusion.train_diffusion")
     baseline_train_unet(copy.deepcopy(base), images, labels, steps=sz["warm_steps"], **train_kw)
-    _, bs = timed(lambda: baseline_train_unet(copy.deepcopy(base), images, labels, steps=steps, **train_kw), device)
-    baseline = rate(steps * batch, bs, steps=steps, batch_size=batch, ema=ema is not None,
+    s, bs = paired(lambda: diffusion.train_diffusion(copy.deepcopy(base), images, labels, steps=steps,
+                                                     progress=False, **train_kw),
+                   lambda: baseline_train_unet(copy.deepcopy(base), images, labels, steps=steps, **train_kw),
+                   device, sz["repeats"])
+    project = rate(steps * batch, s, steps=steps, batch_size=batch, ema=ema is not None, repeats=sz["repeats"],
+                   path="diffusion.train_diffusion")
+    baseline = rate(steps * batch, bs, steps=steps, batch_size=batch, ema=ema is not None, repeats=sz["repeats"],
                     path="diffusers train_unconditional-style loop, fp32, AdamW defaults")
     rows.append(dict(common, what="training", project=project, baseline=baseline))
 
@@ -290,9 +303,6 @@ def bench_features(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[dic
         weights = "untrained (no cached classifier; same speed)"
     n = sz["mnist_feat_n"]
     images, _ = mnist_data(n, synthetic=tiny, seed=seed)
-    features.mnist_features(clf, images[:16])
-    _, s = timed(lambda: features.mnist_features(clf, images), device)
-    project = rate(n, s, batch_size=1000, path="features.mnist_features", weights=weights)
 
     def plain():
         out = []
@@ -301,9 +311,12 @@ def bench_features(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[dic
                 out.append(clf.embed(x.to(device)).cpu())
         return torch.cat(out).numpy()
 
+    features.mnist_features(clf, images[:16])
     plain()
-    _, bs = timed(plain, device)
-    baseline = rate(n, bs, batch_size=64, path="plain DataLoader loop (fp32, no_grad)")
+    s, bs = paired(lambda: features.mnist_features(clf, images), plain, device, sz["repeats"])
+    project = rate(n, s, batch_size=features.FEATURE_BATCH, repeats=sz["repeats"], path="features.mnist_features",
+                   weights=weights)
+    baseline = rate(n, bs, batch_size=64, repeats=sz["repeats"], path="plain DataLoader loop (fp32, no_grad)")
     rows.append(dict(model="MNIST classifier features (128-d)", device=device, what="feature extraction",
                      project=project, baseline=baseline))
 
@@ -455,12 +468,19 @@ def bench_cyclegan(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[dic
     steps = sz["cg_train_steps"]
     tkw = dict(batch_size=batch, lr=2e-4, seed=seed, device=device)
     cyclegan.train_cyclegan(copy.deepcopy(base), a, b, steps=1, progress=False, **tkw)
-    (trained, _), s = timed(lambda: cyclegan.train_cyclegan(copy.deepcopy(base), a, b, steps=steps, progress=False,
-                                                            **tkw), device)
-    project = rate(steps * batch, s, steps=steps, batch_size=batch, path="cyclegan.train_cyclegan")
     baseline_train_cyclegan(copy.deepcopy(base), a, b, steps=1, **tkw)
-    _, bs = timed(lambda: baseline_train_cyclegan(copy.deepcopy(base), a, b, steps=steps, **tkw), device)
-    baseline = rate(steps * batch, bs, steps=steps, batch_size=batch, path="plain fp32 loop (Adam, no pool)")
+    out = {}
+
+    def project_run():
+        out["trained"], _ = cyclegan.train_cyclegan(copy.deepcopy(base), a, b, steps=steps, progress=False, **tkw)
+
+    s, bs = paired(project_run, lambda: baseline_train_cyclegan(copy.deepcopy(base), a, b, steps=steps, **tkw),
+                   device, sz["repeats"])
+    trained = out["trained"]
+    project = rate(steps * batch, s, steps=steps, batch_size=batch, repeats=sz["repeats"],
+                   path="cyclegan.train_cyclegan")
+    baseline = rate(steps * batch, bs, steps=steps, batch_size=batch, repeats=sz["repeats"],
+                    path="plain fp32 loop (Adam, no pool)")
     rows.append(dict(common, what="training", project=project, baseline=baseline,
                      notes="images/s counts image pairs (one of A and one of B)"))
 

@@ -194,6 +194,19 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
 def test_jobs_must_be_positive():
     out = cli("--jobs", "0", "--list")
     assert out.returncode == 2 and "--jobs must be >= 1" in out.stderr
+    out = cli("--jobs", "many", "--list")
+    assert out.returncode == 2 and "--jobs must be a number or auto" in out.stderr and "'many'" in out.stderr
+
+
+def test_auto_jobs_one_per_gpu_else_two_on_a_multicore_cpu():
+    assert run_notebooks.auto_jobs(["0", "1", "2"], cpu_count=16) == 3
+    assert run_notebooks.auto_jobs(["0"], cpu_count=16) == 1  # one GPU: the notebooks one after the other
+    assert run_notebooks.auto_jobs([], cpu_count=2) == 2
+    assert run_notebooks.auto_jobs([], cpu_count=64) == 2  # memory, not cores, bounds it: each holds its data
+    assert run_notebooks.auto_jobs([], cpu_count=1) == 1
+    # and two jobs on 2 cores get one thread each, so they do not fight over the cores
+    assert all(run_notebooks.job_env(s, 2, gpus=[], cpu_count=2, environ={})["RESONANCE_THREADS"] == "1"
+               for s in (0, 1))
 
 
 def test_every_notebook_stores_the_outputs_its_check_cell_is_compared_with():
