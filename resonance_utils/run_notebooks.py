@@ -70,6 +70,17 @@ def ensure_kernel() -> None:
     install(user=True, kernel_name=KERNEL, display_name="Python (resonance)")
 
 
+SKIPPED = ("skipped", 0.0, "unchanged (use --force to rerun)")
+
+
+def up_to_date(stem: str, profile: str, overrides: dict, *, key: str | None = None) -> bool:
+    """True when the notebook's last successful run had these inputs and its numbers file is still there."""
+    done = build_dir(profile) / f"{stem}.done"
+    key = key or inputs_hash(stem, profile, overrides)
+    return (done.exists() and done.read_text().strip() == key
+            and (store.figures_dir(profile) / f"{stem}.json").exists())
+
+
 def run_one(stem: str, profile: str, overrides: dict, *, force: bool) -> tuple[str, float, str]:
     """Returns (status, seconds, message) with status 'ran', 'skipped' or 'failed'."""
     import papermill as pm
@@ -78,9 +89,8 @@ def run_one(stem: str, profile: str, overrides: dict, *, force: bool) -> tuple[s
     out_dir.mkdir(parents=True, exist_ok=True)
     executed, log, done = out_dir / f"{stem}.ipynb", out_dir / f"{stem}.log", out_dir / f"{stem}.done"
     key = inputs_hash(stem, profile, overrides)
-    numbers = store.figures_dir(profile) / f"{stem}.json"
-    if not force and done.exists() and done.read_text().strip() == key and numbers.exists():
-        return "skipped", 0.0, "unchanged (use --force to rerun)"
+    if not force and up_to_date(stem, profile, overrides, key=key):
+        return SKIPPED
     done.unlink(missing_ok=True)
     t0 = time.perf_counter()
     try:
@@ -342,7 +352,15 @@ def main(argv=None) -> int:
 
 
 def _main_parallel(selected, profile, overrides, args, total) -> int:
+    # unchanged notebooks are skipped here, not in a worker: a worker process costs seconds to start
+    current = [] if args.force else [s for s in selected if up_to_date(s, profile, overrides[s])]
+    for stem in current:
+        print(f"  {stem} {SKIPPED[0]} ({SKIPPED[1]:.1f} s) {SKIPPED[2]}", flush=True)
+    selected = [s for s in selected if s not in current]
     jobs = min(args.jobs, len(selected))
+    if jobs == 0:
+        print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
+        return 0
     print(f"  {jobs} job(s) at a time", flush=True)
 
     def on_start(stem, env):

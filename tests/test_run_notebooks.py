@@ -190,6 +190,14 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
     assert all(f["t"] > t0 for f in figures.values())
     assert (root / "build" / "smoke" / "02_mnist_chains.log").exists()
 
+    # again: the two that ran are skipped without starting a process; only the failed one runs (and fails) again
+    out = subprocess.run([sys.executable, "-m", "resonance_utils.run_notebooks", "--profile", "smoke", "--jobs", "2"],
+                         capture_output=True, text=True, cwd=repo_root(), timeout=120, env=env)
+    assert out.returncode == 1 and "FAILED: 02_mnist_chains" in out.stderr
+    assert "01_lucier_room skipped" in out.stdout and "05_drift_geometry skipped" in out.stdout
+    assert "01_lucier_room ... started" not in out.stdout and "05_drift_geometry ... started" not in out.stdout
+    assert "02_mnist_chains ... started" in out.stdout
+
 
 def test_jobs_must_be_positive():
     out = cli("--jobs", "0", "--list")
