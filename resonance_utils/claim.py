@@ -147,6 +147,7 @@ class ErgodicityResult:
     noise_level: float  # RMS of the within distances over chains and the last window
     noise_start: float  # RMS over chains and `window` re-splits of the halves distance at generation 0
     between_last: float  # the largest over pairs of the mean between-chain distance over the last window
+    end_over_start: float  # the largest over pairs of that last-window mean / its generation-0 value
     separation_start: float  # smallest over pairs of between(0) / noise_start
     separation_last: float  # largest over pairs of (last-window mean between) / noise_level
     shrink: float  # smallest over pairs of 1 - separation_last / separation_start; NaN if a start is at 0
@@ -282,7 +283,9 @@ def measure_ergodicity(chains, *, metric: str = "mmd", n: int | None = None, ban
     shrunk = shrink_per_pair >= shrink_tol  # NaN compares False: nothing to shrink from
     start_per_pair = between_pairs[:, 0]
     noise_vanished = noise_level <= math.sqrt(collapse_tol) * noise_start  # the clouds themselves collapsed
-    collapsed = noise_vanished & (start_per_pair > 0) & (last_per_pair <= collapse_tol * start_per_pair)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        end_over_start = np.where(start_per_pair > 0, last_per_pair / start_per_pair, np.inf)
+    collapsed = noise_vanished & (end_over_start <= collapse_tol)
     verdict = "mixes" if bool(np.all((close & shrunk) | collapsed)) else "does not mix"
     distinguishable = bool(np.all(sep_start > noise_factor))
     if not distinguishable:
@@ -293,6 +296,7 @@ def measure_ergodicity(chains, *, metric: str = "mmd", n: int | None = None, ban
         between=between_pairs.mean(axis=0), between_pairs=between_pairs, pairs=pairs, within=within,
         within_chains=within_chains, n=n, metric=metric, bandwidth=h, noise=noise, window=window,
         noise_level=noise_level, noise_start=noise_start, between_last=float(last_per_pair.max()),
+        end_over_start=float(end_over_start.max()),
         separation_start=float(sep_start.min()), separation_last=float(sep_last.max()),
         shrink=float("nan") if np.any(np.isnan(shrink_per_pair)) else float(shrink_per_pair.min()),
         starts_distinguishable=distinguishable, noise_factor=noise_factor, shrink_tol=shrink_tol, verdict=verdict)
@@ -538,14 +542,6 @@ def outcomes_agree(predicted: str, observed: str) -> bool:
     return predicted.split(" (")[0] == observed
 
 
-def _end_over_start(e: ErgodicityResult) -> float:
-    """The largest over chain pairs of (last-window mean between-chain distance) / (its generation-0 value)."""
-    last = e.between_pairs[:, -e.window:].mean(axis=1)
-    start = e.between_pairs[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.max(np.where(start > 0, last / start, np.inf)))
-
-
 def claim_row(setting: str, data: str, assessment: "ClaimAssessment", *, phase: str, pattern: str | None,
               n_attractors: int | None = None, feature_space: str = "") -> dict:
     """One row of the claim table (the paper's Table 1 style): both measures with their verdicts, the rule's
@@ -556,7 +552,7 @@ def claim_row(setting: str, data: str, assessment: "ClaimAssessment", *, phase: 
         "setting": setting, "data": data, "feature space": feature_space, "chains": len(e.within_chains),
         "n per set": e.n,
         "ergodicity: separation start -> end (noise units)": f"{e.separation_start:.3g} -> {e.separation_last:.3g}",
-        "between-chain distance, end / start": f"{_end_over_start(e):.3g}",
+        "between-chain distance, end / start": f"{e.end_over_start:.3g}",
         "ergodic": e.verdict,
         "contraction: most / least contracted variance factor": (
             f"{np.median([c.most_contracted for c in cs]):.3g} / {np.median([c.least_contracted for c in cs]):.3g}"),

@@ -352,17 +352,6 @@ def main(argv=None) -> int:
 
 
 def _main_parallel(selected, profile, overrides, args, total) -> int:
-    # unchanged notebooks are skipped here, not in a worker: a worker process costs seconds to start
-    current = [] if args.force else [s for s in selected if up_to_date(s, profile, overrides[s])]
-    for stem in current:
-        print(f"  {stem} {SKIPPED[0]} ({SKIPPED[1]:.1f} s) {SKIPPED[2]}", flush=True)
-    selected = [s for s in selected if s not in current]
-    jobs = min(args.jobs, len(selected))
-    if jobs == 0:
-        print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
-        return 0
-    print(f"  {jobs} job(s) at a time", flush=True)
-
     def on_start(stem, env):
         where = [f"GPU {env['CUDA_VISIBLE_DEVICES']}"] if "CUDA_VISIBLE_DEVICES" in env else []
         where += [f"{env['RESONANCE_THREADS']} thread(s)"] if "RESONANCE_THREADS" in env else []
@@ -373,9 +362,17 @@ def _main_parallel(selected, profile, overrides, args, total) -> int:
         if status != "failed" and args.refresh_checks and profile == "smoke":
             print(f"    stored {refresh_checks(stem)} check output(s) in notebooks/{stem}.ipynb", flush=True)
 
-    results = run_parallel(selected, profile, overrides, force=args.force, jobs=jobs, on_start=on_start,
-                           on_finish=on_finish)
-    failed = [s for s in selected if results[s][0] == "failed"]
+    # unchanged notebooks are skipped here, not in a worker: a worker process costs seconds to start
+    current = [] if args.force else [s for s in selected if up_to_date(s, profile, overrides[s])]
+    for stem in current:
+        on_finish(stem, *SKIPPED)
+    todo = [s for s in selected if s not in current]
+    jobs = min(args.jobs, len(todo))
+    if jobs:
+        print(f"  {jobs} job(s) at a time", flush=True)
+    results = run_parallel(todo, profile, overrides, force=args.force, jobs=jobs, on_start=on_start,
+                           on_finish=on_finish) if jobs else {}
+    failed = [s for s in todo if results[s][0] == "failed"]
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)

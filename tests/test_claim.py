@@ -357,7 +357,11 @@ def test_a_deterministic_collapse_onto_one_state_mixes_by_the_collapse_criterion
     # it (0.8^30 ~ 1e-3), so a tiny leftover offset is many "noise units"; the absolute collapse of the
     # between-chain distance, relative to its start, is what says the starts were forgotten
     chains = [run_chain(lambda x, ctx: 0.8 * x, x0, 30, progress=False).states for x0 in C.start_clouds(3, seed=0)]
-    assert C.measure_ergodicity(chains, collapse_tol=0.01).verdict == "mixes"
+    e = C.measure_ergodicity(chains, collapse_tol=0.01)
+    assert e.verdict == "mixes"
+    # the ratio the criterion reads: each pair's last-window mean over its generation-0 distance, the worst pair
+    ratios = [row[-e.window:].mean() / row[0] for row in e.between_pairs]
+    assert e.end_over_start == pytest.approx(max(ratios)) and e.end_over_start <= 0.01
     assert C.measure_ergodicity(chains, collapse_tol=0.0).verdict == "does not mix"
     with pytest.raises(ValueError, match="collapse_tol"):
         C.measure_ergodicity(chains, collapse_tol=1.5)

@@ -258,23 +258,6 @@ def test_distributed_environment_and_errors(digits, monkeypatch, tmp_path):
     assert not (tmp_path / "unet").exists()
 
 
-DDP_WORKER = """
-import sys
-import numpy as np, torch
-from resonance_utils import diffusion as D
-torch.set_num_threads(1)
-rng = np.random.default_rng(0)
-images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
-model = D.make_unet(num_classes=10, base_channels=8, channel_mult=(1, 2))
-model, losses = D.train_diffusion(model, images, labels, steps=4, batch_size=16, lr=1e-3, ema_decay=0.9,
-                                  device="cpu", progress=False)
-weights = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
-D.save_model(model, sys.argv[1] + "/unet")  # every rank calls it; only rank 0 writes
-if D.is_main_process():
-    np.savez(sys.argv[1] + "/result.npz", losses=losses, weights=weights)
-"""
-
-
 def test_two_process_data_parallel_training_matches_one_process(tmp_path):
     """torchrun with 2 CPU processes (gloo): each trains on half of every batch and DDP averages the gradients,
     so losses and weights equal one process's on the whole batch up to float rounding. Skipped when the launch
@@ -285,8 +268,11 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
 
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("this torch build has no gloo backend")
-    script = tmp_path / "worker.py"
-    script.write_text(DDP_WORKER)
+    from pathlib import Path
+
+    import ddp_worker
+
+    script = Path(ddp_worker.__file__)
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", RESONANCE_THREADS="1")
     try:
@@ -298,10 +284,6 @@ def test_two_process_data_parallel_training_matches_one_process(tmp_path):
     two = np.load(tmp_path / "result.npz")
     assert (tmp_path / "unet" / "config.json").exists()
 
-    rng = np.random.default_rng(0)
-    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
-    model, losses = train_diffusion(make_unet(num_classes=10, base_channels=8, channel_mult=(1, 2)), images, labels,
-                                    steps=4, batch_size=16, lr=1e-3, ema_decay=0.9, device="cpu", progress=False)
-    weights = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+    model, losses = ddp_worker.train("cpu")
     np.testing.assert_allclose(two["losses"], losses, rtol=1e-5)
-    np.testing.assert_allclose(two["weights"], weights, atol=1e-4)
+    np.testing.assert_allclose(two["weights"], ddp_worker.weights(model), atol=1e-4)

@@ -94,40 +94,24 @@ def test_cyclegan_trains_and_translates_on_the_gpu(digits):
 def test_benchmark_measures_the_gpu(tmp_path):
     from benchmarks import run as bench
 
-    assert bench.main(["--tiny", "--device", GPU if GPU == "cuda" else "cpu", "--out", str(tmp_path)]) == 0
+    assert bench.main(["--tiny", "--device", GPU, "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert not res["errors"]
-    rows = [m for m in res["measurements"] if m["device"] == (GPU if GPU == "cuda" else "cpu")]
+    rows = [m for m in res["measurements"] if m["device"] == GPU]
     assert {m["what"] for m in rows} >= {"training", "sampling", "one generation", "feature extraction"}
-
-
-NCCL_WORKER = """
-import sys
-import numpy as np, torch
-from resonance_utils import diffusion as D
-rng = np.random.default_rng(0)
-images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
-model = D.make_unet(num_classes=10, base_channels=8, channel_mult=(1, 2))
-model, losses = D.train_diffusion(model, images, labels, steps=4, batch_size=16, lr=1e-3, device=sys.argv[2],
-                                  progress=False)
-if D.is_main_process():
-    np.save(sys.argv[1] + "/losses.npy", losses)
-"""
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_two_gpus_nccl_follow_one_gpu(tmp_path):
     """torchrun on 2 GPUs (NCCL): each rank trains on half of every batch; the losses follow one GPU's on the
     whole batch (bf16: not bit for bit)."""
-    script = tmp_path / "worker.py"
-    script.write_text(NCCL_WORKER)
+    import ddp_worker
+
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(script), str(tmp_path), "cuda"], capture_output=True, text=True, env=env, timeout=300)
+                          ddp_worker.__file__, str(tmp_path), "cuda"], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    two = np.load(tmp_path / "losses.npy")
-    rng = np.random.default_rng(0)
-    images, labels = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64)
-    _, one = train_diffusion(make_unet(num_classes=10, base_channels=8, channel_mult=(1, 2)), images, labels,
-                             steps=4, batch_size=16, lr=1e-3, device="cuda", progress=False)
-    np.testing.assert_allclose(two, one, rtol=0.05)
+    two = np.load(tmp_path / "result.npz")
+    _, one = ddp_worker.train("cuda")
+    np.testing.assert_allclose(two["losses"], one, rtol=0.05)
