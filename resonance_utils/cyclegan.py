@@ -6,14 +6,14 @@ Names follow the domains: G_AB maps domain A to B, G_BA maps B to A, and D_A jud
 official code names the discriminator after the generator that feeds it, so its D_A judges domain B).
 
 The cycle map is deterministic, so the chain it drives is not ergodic: every start runs into an attractor (a
-fixed point or a cycle), and `find_attractors` reads the attractors and their basins off a trajectory.
+fixed point or a cycle). The detector lives in `resonance_utils.attractors` (find_attractors, cluster_basins,
+pairs_apart, basin_assessment, tolerance_sweep); the names below are re-exported from there so that
+`cyclegan.find_attractors` keeps working.
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .attractors import (  # noqa: F401 - re-exported: the detector moved to attractors.py
+    AttractorReport, _close_pairs, _flat, _rms, cluster_basins, find_attractors, pairs_apart,
+)
 from .data import to_float
 from .runtime import generation_rng, pick_device, torch_generator
 from .store import CacheError, atomic_path, read_json, write_json
@@ -578,220 +581,6 @@ def iterate_map(fn, x0, n_steps: int) -> np.ndarray:
     return out
 
 
-# ------------------------------------------------------------------------------------------------- attractors
-@dataclass
-class AttractorReport:
-    """Attractors of a trajectory: per point its period (0 = not converged) and basin label (-1 = none)."""
-
-    periods: np.ndarray  # (N,) int
-    converged: np.ndarray  # (N,) bool
-    step_sizes: np.ndarray  # (T, N) RMS of x_{t+1} - x_t (uint8 on the [0, 1] scale)
-    labels: np.ndarray  # (N,) basin label, 0 = the largest basin; -1 for unconverged points
-    representatives: np.ndarray  # (n_attractors, ...) the final state of one point of each basin
-    tol: float
-    max_period: int
-    window: int
-    attractor_periods: np.ndarray = field(default=None)  # (n_attractors,) the smallest period seen in each basin
-
-    def __post_init__(self):
-        if self.attractor_periods is None:
-            self.attractor_periods = np.array([self.periods[self.labels == k].min() for k in
-                                               range(self.n_attractors)], dtype=np.int64)
-
-    @property
-    def n_attractors(self) -> int:
-        return int(self.labels.max()) + 1 if self.labels.size and self.labels.max() >= 0 else 0
-
-    @property
-    def basin_sizes(self) -> np.ndarray:
-        """Points per attractor, largest first (label k has the k-th largest basin)."""
-        sizes = np.bincount(self.labels[self.labels >= 0], minlength=self.n_attractors)
-        return np.sort(sizes)[::-1]
-
-    @property
-    def fixed_points(self) -> int:
-        return int((self.attractor_periods == 1).sum())
-
-    @property
-    def cycles(self) -> dict[int, int]:
-        """{period: number of attractors} for periods >= 2 (fixed points are counted in fixed_points)."""
-        p, n = np.unique(self.attractor_periods[self.attractor_periods >= 2], return_counts=True)
-        return {int(a): int(b) for a, b in zip(p, n)}
-
-    @property
-    def unconverged(self) -> int:
-        return int((~self.converged).sum())
-
-    def to_json(self) -> dict:
-        final = self.step_sizes[-1] if len(self.step_sizes) else np.zeros(0)
-        return {"n_points": int(len(self.periods)), "n_attractors": self.n_attractors,
-                "basin_sizes": [int(s) for s in self.basin_sizes], "fixed_points": self.fixed_points,
-                "cycles": {str(k): v for k, v in self.cycles.items()}, "unconverged": self.unconverged,
-                "tol": float(self.tol), "max_period": int(self.max_period), "window": int(self.window),
-                "n_steps": int(len(self.step_sizes)),
-                "final_step_size_median": float(np.median(final)) if final.size else 0.0}
-
-
-def _flat(trajectory) -> tuple[np.ndarray, float]:
-    """(T+1, N, D) view and the scale that maps its values onto the RMS scale (1/255 for uint8)."""
-    x = np.asarray(trajectory)
-    if x.ndim < 2 or len(x) < 1:
-        raise ValueError(f"a trajectory is (T+1, N, ...), got shape {x.shape}")
-    if x.dtype == np.uint8:
-        scale = 1.0 / 255.0
-    elif np.issubdtype(x.dtype, np.floating):
-        scale = 1.0
-    else:
-        raise TypeError(f"a trajectory must be uint8 or float, got {x.dtype}")
-    return x.reshape(x.shape[0], x.shape[1], -1), scale
-
-
-def _rms(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
-    """Row-wise RMS of a - b; uint8 differences in a signed type (no wrap-around), floats in their precision."""
-    dt = np.float32 if a.dtype == np.uint8 or a.dtype.itemsize <= 4 else np.float64
-    d = np.subtract(a, b, dtype=dt)  # casts before subtracting, so no copies and no uint8 wrap-around
-    return np.sqrt(np.einsum("ij,ij->i", d, d) / max(d.shape[1], 1)) * scale
-
-
-def find_attractors(trajectory, *, tol: float = 1e-3, max_period: int = 8, window: int | None = None
-                    ) -> AttractorReport:
-    """Periods, convergence, step sizes and basins of each point of a trajectory (T+1, N, ...).
-
-    A point has period p (the smallest in 1..max_period) when RMS(x_t - x_{t-p}) <= tol for the last `window`
-    states t = T, T-1, ..., T-window+1 (default window = max_period, so a cycle must repeat, not just come
-    close once); periods that the trajectory is too short to test that way are not tried. uint8 trajectories
-    are measured on [0, 1], float ones as they are. tol=0 asks for exact repeats.
-    """
-    x, scale = _flat(trajectory)
-    T = len(x) - 1
-    max_period = int(max_period)
-    window = max_period if window is None else int(window)
-    if max_period < 1 or window < 1 or tol < 0:
-        raise ValueError(f"max_period and window must be >= 1 and tol >= 0, got {max_period}, {window}, {tol}")
-    if T < window:
-        raise ValueError(f"the trajectory is too short: it has {T} steps, and testing even period 1 over "
-                         f"window={window} states needs at least {window} (iterate longer or pass a smaller window)")
-    n = x.shape[1]
-    step_sizes = np.stack([_rms(x[t + 1], x[t], scale) for t in range(T)]) if T else np.zeros((0, n))
-    periods = np.zeros(n, dtype=np.int64)
-    for p in range(1, max_period + 1):
-        if T < window - 1 + p:
-            break
-        cand = np.flatnonzero(periods == 0)
-        for k in range(window):  # most points fail at k = 0: test the rest only as long as they pass
-            if not cand.size:
-                break
-            if p == 1:  # already computed
-                ok = step_sizes[T - k - 1, cand] <= tol
-            else:
-                ok = _rms(x[T - k, cand], x[T - k - p, cand], scale) <= tol
-            cand = cand[ok]
-        periods[cand] = p
-    labels, reps = cluster_basins(trajectory, periods, tol=tol)
-    return AttractorReport(periods=periods, converged=periods > 0, step_sizes=step_sizes.astype(np.float32),
-                           labels=labels, representatives=reps, tol=float(tol), max_period=max_period,
-                           window=window)
-
-
-def cluster_basins(trajectory, periods, *, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Basins: converged points whose final cycles (their last p states) come within tol (RMS) of each other
-    share an attractor (connected components), so a cycle reached in different phases is one attractor.
-
-    Returns labels (N,) numbered by basin size, largest first (ties: the earlier first point), -1 for points
-    with period 0, and representatives (n_attractors, ...): the final state of each basin's first point.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    x, scale = _flat(trajectory)
-    traj = np.asarray(trajectory)
-    T, n = len(x) - 1, x.shape[1]
-    periods = np.asarray(periods, dtype=np.int64)
-    if periods.shape != (n,):
-        raise ValueError(f"periods must have shape ({n},) for a trajectory of {n} points, got {periods.shape}")
-    if periods.max(initial=0) > T + 1 or periods.min(initial=0) < 0:
-        raise ValueError(f"periods must lie in [0, {T + 1}] for a trajectory of {T} steps")
-    labels = np.full(n, -1, dtype=np.int64)
-    points = np.flatnonzero(periods > 0)
-    if not points.size:
-        return labels, traj[-1][:0].copy()
-
-    # every state of every final cycle: owner point and time index
-    owner = np.repeat(points, periods[points])
-    lag = np.concatenate([np.arange(p) for p in periods[points]])
-    states = x[T - lag, owner]  # (M, D)
-
-    # identical states (common under uint8 rounding) collapse to one node before any distance is computed
-    index: dict[bytes, int] = {}
-    node = np.fromiter((index.setdefault(s.tobytes(), len(index)) for s in states), dtype=np.int64,
-                       count=len(states))
-    unique = states[np.unique(node, return_index=True)[1]]
-
-    edges = [_close_pairs(unique, tol, scale)]
-    # the states of one point's cycle belong together
-    same_owner = np.flatnonzero(owner[1:] == owner[:-1])
-    edges.append(np.stack([node[same_owner], node[same_owner + 1]], axis=1))
-    e = np.concatenate(edges)
-    k = len(unique)
-    graph = coo_matrix((np.ones(len(e), dtype=np.int8), (e[:, 0], e[:, 1])), shape=(k, k))
-    _, comp = connected_components(graph, directed=False)
-    point_comp = np.full(n, -1, dtype=np.int64)
-    point_comp[owner] = comp[node]
-
-    # number the basins by size, largest first, ties by their first point
-    found = point_comp[points]
-    ids, first_point, sizes = np.unique(found, return_index=True, return_counts=True)
-    order = np.lexsort((first_point, -sizes))
-    relabel = np.empty(ids.max() + 1, dtype=np.int64)
-    relabel[ids[order]] = np.arange(len(ids))
-    labels[points] = relabel[found]
-    reps = traj[-1][points[first_point[order]]].copy()
-    return labels, reps
-
-
-def _close_pairs(u: np.ndarray, tol: float, scale: float, block: int = 512, cols: int = 4096) -> np.ndarray:
-    """Pairs (i, j), i < j, of rows with RMS(u_i - u_j) * scale <= tol, without the full M x M matrix.
-
-    Rows are sorted along a random direction: |<a - b, v>| <= |a - b|, so only rows whose projections lie within
-    the L2 radius of each other can be close (separate attractors prune each other). Squared distances come from
-    float64 matrix products of the raw values (uint8 levels are integers, so these are exact there); the rare
-    pair within float64 rounding of the threshold is decided by the same RMS that find_attractors uses.
-    """
-    m, d = u.shape
-    if m < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    radius2 = (tol / scale) ** 2 * d  # the L2 radius, squared, in the raw units (uint8 levels or floats)
-    radius = math.sqrt(radius2)
-    v = np.random.default_rng(0).standard_normal(d)
-    v /= np.linalg.norm(v)
-    f64 = lambda a: a.astype(np.float64, copy=False)
-    proj, sq = np.empty(m), np.empty(m)
-    for i in range(0, m, cols):
-        c = f64(u[i:i + cols])
-        proj[i:i + cols], sq[i:i + cols] = c @ v, np.einsum("ij,ij->i", c, c)
-    order = np.argsort(proj, kind="stable")
-    proj, sq, us = proj[order], sq[order], u[order]
-    out = []
-    for i0 in range(0, m, block):
-        i1 = min(i0 + block, m)
-        hi = int(np.searchsorted(proj, proj[i1 - 1] + radius * (1 + 1e-9) + 1e-9 * (1 + abs(proj[i1 - 1])),
-                                 side="right"))
-        rows = f64(us[i0:i1])
-        for j0 in range(i0, hi, cols):
-            j1 = min(j0 + cols, hi)
-            d2 = sq[i0:i1, None] + sq[None, j0:j1] - 2.0 * (rows @ f64(us[j0:j1]).T)
-            margin = 1e-15 * (d + 16) * (sq[i0:i1, None] + sq[None, j0:j1])  # float64 rounding, worst case
-            upper = np.arange(j0, j1)[None, :] > np.arange(i0, i1)[:, None]
-            a, b = np.nonzero(upper & (d2 <= radius2 - margin))  # certainly within the radius
-            out.append(np.stack([order[a + i0], order[b + j0]], axis=1))
-            a, b = np.nonzero(upper & (np.abs(d2 - radius2) < margin))  # too close to call: compute directly
-            if a.size:
-                ia, ib = order[a + i0], order[b + j0]
-                ok = _rms(u[ia], u[ib], scale) <= tol
-                out.append(np.stack([ia[ok], ib[ok]], axis=1))
-    return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
-
-
 # ------------------------------------------------------------------------------------ domains and a cached model
 SOURCES = ("chain", "cyclegan", "data", "runtime")  # the code a CycleGAN run's numbers depend on
 MODEL_KEYS = ("seed", "domain_a", "domain_b", "resolution", "n_train", "ngf", "n_blocks", "ndf", "n_layers",
@@ -954,22 +743,3 @@ def trajectory_clouds(trajectory) -> list[np.ndarray]:
     diagnostics (drift, geometry, the claim's measures)."""
     flat, scale = _flat(trajectory)
     return [c.astype(np.float64) * scale for c in flat]
-
-
-def pairs_apart(trajectory, labels) -> dict:
-    """How far apart different basins end: the smallest RMS distance (pixel scale 0-1) between the last states
-    of two starts in different basins, and the share of start pairs that share a basin."""
-    last, scale = _flat(np.asarray(trajectory)[-1:])
-    last = last[0].astype(np.float64) * scale
-    labels = np.asarray(labels)
-    ok = labels >= 0
-    same = (labels[ok, None] == labels[None, ok])
-    n = int(ok.sum())
-    share_same = float((same.sum() - n) / max(n * (n - 1), 1))
-    reps = [last[np.flatnonzero(labels == b)[0]] for b in np.unique(labels[ok])]
-    if len(reps) < 2:
-        return {"min_rms_between_basins": None, "share_of_pairs_in_one_basin": share_same}
-    r = np.stack(reps)
-    d = np.sqrt(np.maximum(((r[:, None] - r[None]) ** 2).mean(-1), 0))
-    return {"min_rms_between_basins": float(d[~np.eye(len(r), dtype=bool)].min()),
-            "share_of_pairs_in_one_basin": share_same}

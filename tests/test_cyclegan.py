@@ -1,14 +1,14 @@
-"""CycleGAN: the official layout, training, saving, and the attractors of the iterated cycle x -> F(G(x))."""
-import json
+"""CycleGAN: the official layout, training, saving, and the attractors of the iterated cycle x -> F(G(x)) (the
+detector itself, on analytic maps: tests/test_attractors.py)."""
 
 import numpy as np
 import pytest
 import torch
 
 from resonance_utils import chain
-from resonance_utils.cyclegan import (
-    CycleStep, NLayerDiscriminator, ResnetGenerator, cluster_basins, cycle_map, find_attractors, iterate_map,
-    load_cyclegan, load_official_generator, make_cyclegan, quantize, save_cyclegan, train_cyclegan, translate,
+from resonance_utils.cyclegan import (  # find_attractors: re-exported from attractors (tests/test_attractors.py)
+    CycleStep, NLayerDiscriminator, ResnetGenerator, cycle_map, find_attractors, iterate_map, load_cyclegan,
+    load_official_generator, make_cyclegan, quantize, save_cyclegan, train_cyclegan, translate,
 )
 from resonance_utils.data import to_uint8
 from resonance_utils.store import CacheError
@@ -208,90 +208,6 @@ def test_translate_keeps_the_layout_and_accepts_floats(trained, domains):
         translate(g, np.zeros((2, 16, 16, 3), np.uint8))
 
 
-# ------------------------------------------------------------------------------------- attractors, analytic maps
-def test_contraction_has_one_fixed_point_at_the_closed_form(rng):
-    c = rng.normal(size=(3, 4))
-    x0 = rng.normal(size=(10, 3, 4)) * 5
-    traj = iterate_map(lambda x: 0.5 * x + c, x0, 60)
-    assert traj.shape == (61, 10, 3, 4)
-    rep = find_attractors(traj, tol=1e-9)
-    assert rep.n_attractors == 1 and rep.fixed_points == 1 and rep.cycles == {} and rep.unconverged == 0
-    assert (rep.periods == 1).all() and (rep.labels == 0).all()
-    np.testing.assert_allclose(rep.representatives[0], 2 * c, atol=1e-12)  # x* = 0.5 x* + c
-    # |x_{t+1} - x_t| halves every step: x_{t+1} - x_t = 0.5^t (x_1 - x_0)
-    first = np.sqrt(((0.5 * x0 + c - x0) ** 2).reshape(10, -1).mean(1))
-    np.testing.assert_allclose(rep.step_sizes[:20], 0.5 ** np.arange(20)[:, None] * first, rtol=1e-5)
-
-
-def test_two_cycle_in_either_phase_is_one_attractor():
-    a, b = np.full(5, 0.7), np.linspace(-1, 1, 5) + 0.05
-    x0 = np.stack([a, -a, b, -b, a])  # a and -a are the same 2-cycle, entered in opposite phases
-    for n_steps in (20, 21):  # the phase at the end must not matter
-        rep = find_attractors(iterate_map(lambda x: -x, x0, n_steps), tol=1e-9)
-        assert (rep.periods == 2).all()
-        assert rep.n_attractors == 2 and rep.cycles == {2: 2} and rep.fixed_points == 0
-        assert rep.labels[0] == rep.labels[1] == rep.labels[4] != rep.labels[2] == rep.labels[3]
-        assert list(rep.basin_sizes) == [3, 2]
-
-
-def test_two_fixed_points_split_by_the_sign_of_the_start(rng):
-    signs = rng.choice([-1.0, 1.0], 40)
-    x0 = signs[:, None, None] * rng.uniform(0.05, 3, (40, 4, 4))
-    # per coordinate x -> sign(x) * |x|^0.5: |x| shrinks (or grows) towards 1, the sign stays
-    traj = iterate_map(lambda x: np.sign(x) * np.sqrt(np.abs(x)), x0, 80)
-    rep = find_attractors(traj, tol=1e-6)
-    n_pos = int((signs > 0).sum())
-    assert rep.n_attractors == 2 and rep.fixed_points == 2
-    assert list(rep.basin_sizes) == sorted([n_pos, 40 - n_pos], reverse=True)
-    for s in (-1, 1):
-        lab = np.unique(rep.labels[signs == s])
-        assert len(lab) == 1
-        np.testing.assert_allclose(rep.representatives[lab[0]], np.full((4, 4), s), atol=1e-5)
-
-
-def test_identity_map_makes_every_point_its_own_fixed_point(rng):
-    x0 = rng.normal(size=(12, 8))
-    x0[11] = x0[3]  # a repeated start is the same fixed point
-    rep = find_attractors(iterate_map(lambda x: x, x0, 10), tol=1e-6)
-    assert (rep.periods == 1).all() and (rep.step_sizes == 0).all()
-    assert rep.n_attractors == 11 and rep.fixed_points == 11
-    assert rep.labels[3] == rep.labels[11] == 0 and list(rep.basin_sizes) == [2] + [1] * 10
-
-
-def test_slow_drift_is_not_converged():
-    rep = find_attractors(iterate_map(lambda x: x + 0.01, np.zeros((5, 6)), 30), tol=1e-3)
-    assert rep.unconverged == 5 and rep.n_attractors == 0 and (rep.labels == -1).all()
-    assert rep.representatives.shape == (0, 6)
-    np.testing.assert_allclose(rep.step_sizes, 0.01)
-    out = rep.to_json()
-    assert json.loads(json.dumps(out)) == out and out["unconverged"] == 5 and out["basin_sizes"] == []
-
-
-def test_smallest_period_and_mixed_report():
-    x0 = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [0.0, 0.0, 1.0]])
-    rep = find_attractors(iterate_map(lambda x: np.roll(x, 1, axis=1), x0, 16), tol=1e-9)
-    assert list(rep.periods) == [3, 1, 3]  # not 6: the smallest period
-    assert rep.fixed_points == 1 and rep.cycles == {3: 2} and rep.n_attractors == 3
-    out = rep.to_json()
-    assert out["cycles"] == {"3": 2} and out["fixed_points"] == 1 and json.dumps(out)
-    labels, reps = cluster_basins(iterate_map(lambda x: np.roll(x, 1, axis=1), x0, 16), rep.periods, tol=1e-9)
-    np.testing.assert_array_equal(labels, rep.labels)
-
-
-def test_uint8_trajectories_are_measured_on_the_unit_scale():
-    """Two images one level apart in one pixel of 64: RMS step (1/255)/8; a tolerance below it sees a 2-cycle."""
-    x = np.zeros((2, 1, 8, 8), np.uint8)  # (T+1=2 states, N=1, 8, 8): alternate
-    x[1, 0, 0, 0] = 1
-    traj = np.concatenate([x] * 6)  # 12 states
-    step = 1 / 255 / 8
-    rep = find_attractors(traj, tol=0.9 * step)
-    np.testing.assert_allclose(rep.step_sizes, step, rtol=1e-6)
-    assert rep.periods[0] == 2
-    assert find_attractors(traj, tol=1.1 * step).periods[0] == 1
-    with pytest.raises(ValueError, match="too short"):
-        find_attractors(traj[:5], max_period=8)
-
-
 # ------------------------------------------------------------------------------------- the CycleGAN's own map
 @pytest.mark.usefixtures("one_torch_thread")
 def test_cycle_map_quantised_and_float(domains):
@@ -407,22 +323,6 @@ def test_trained_model_is_cached_and_runs_resume(monkeypatch):
     assert np.allclose(floats[0], traj[0] / 255, atol=1e-6)
     with pytest.raises(ValueError, match="official_g_ab and official_g_ba"):
         CG.trained_model(smoke_cfg(official_g_ab="/nowhere/latest_net_G_A.pth"), progress=False)
-
-
-def test_pairs_apart_against_a_direct_computation():
-    from resonance_utils.cyclegan import pairs_apart
-    last = np.array([[0.0, 0.0], [0.0, 0.0], [0.6, 0.8], [0.3, 0.4]])
-    traj = np.stack([last, last])
-    out = pairs_apart(traj, np.array([0, 0, 1, 2]))
-    # representatives: basin 0 -> (0,0), 1 -> (.6,.8), 2 -> (.3,.4); closest pair: (.3,.4) vs either, RMS
-    expected = min(np.sqrt(np.mean((a - b) ** 2)) for a, b in [(last[0], last[3]), (last[2], last[3]),
-                                                                 (last[0], last[2])])
-    assert out["min_rms_between_basins"] == pytest.approx(expected)
-    assert out["share_of_pairs_in_one_basin"] == pytest.approx(2 / 12)
-    assert pairs_apart(traj, np.array([0, 0, 0, -1]))["min_rms_between_basins"] is None
-    as_uint8 = np.round(traj * 255).astype(np.uint8)  # the same states on the uint8 grid: the 0-1 scale again
-    assert pairs_apart(as_uint8, np.array([0, 0, 1, 2]))["min_rms_between_basins"] == pytest.approx(expected,
-                                                                                                    abs=1e-3)
 
 
 def test_trajectory_clouds_are_per_cycle_pixels_on_the_unit_scale():
