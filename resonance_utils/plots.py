@@ -160,12 +160,37 @@ def retention_panels(ax_retention, ax_entropy, results: dict, n_classes: int) ->
     ax_entropy.legend(fontsize=8)
 
 
+FLOOR_COLOR = "0.35"
+
+
+def drift_curve(ax, curve, *, color=None, label: str | None = None, floor: bool = True, interval: bool = True,
+                floor_label: str | None = "floor: two halves of one generation", floor_color: str | None = FLOOR_COLOR,
+                ms: float = 3):
+    """One metrics.DriftCurve on `ax`: its values (line), their interval low..high (a band of the same colour)
+    and, with floor=True, its noise floor at the same n (dashed, with its own interval as a light band; in
+    `floor_color`, None: the curve's colour), so that drift is read against what two samples of one law would
+    give. Parts a curve lacks (no floor, no intervals) are left out. Returns the line."""
+    g = curve.generations
+    (line,) = ax.plot(g, curve.values, "o-", ms=ms, color=color, label=label)
+    if interval and curve.low is not None and np.any(np.isfinite(curve.low)):
+        ax.fill_between(g, curve.low, curve.high, color=line.get_color(), alpha=0.18, lw=0)
+    if floor and curve.floor is not None:
+        fc = line.get_color() if floor_color is None else floor_color
+        low, high = curve.floor_interval()
+        ax.plot(g, curve.floor, "--", lw=1.0, color=fc, label=floor_label)
+        if np.any(np.isfinite(low)):
+            ax.fill_between(g, low, high, color=fc, alpha=0.10, lw=0)
+    return line
+
+
 def drift_panel(ax, local, cumulative, phases, *, title: str, legend: bool = True) -> None:
-    """Local and cumulative drift (metrics.DriftCurve) over the detected phases (metrics.Phases): Fig. 5."""
+    """Local and cumulative drift (metrics.DriftCurve) over the detected phases (metrics.Phases): Fig. 5. Each
+    curve with its interval; their common floor (same halves, same n) once, dashed."""
     g = cumulative.generations
     shade_phases(ax, g, phases.labels, legend=legend)
-    ax.plot(g, local.values, "o-", ms=3, color=LOCAL_COLOR, label="local FID(n, n-1)")
-    ax.plot(g, cumulative.values, "o-", ms=3, color=CUMULATIVE_COLOR, label="cumulative FID(n, 0)")
+    drift_curve(ax, local, color=LOCAL_COLOR, label="local FID(n, n-1)", floor=False)
+    drift_curve(ax, cumulative, color=CUMULATIVE_COLOR, label="cumulative FID(n, 0)",
+                floor_label=f"floor (n = {cumulative.n})")
     ax.set_title(title)
     ax.set_xlabel("generation")
     if legend:
@@ -185,3 +210,52 @@ def geometry_panels(axes, geo, *, columns=GEOMETRY_COLUMNS) -> None:
         ax.set_xlabel("generation")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
+
+
+def claim_quadrants(ax, assessments: dict, *, anisotropy_tol: float) -> None:
+    """The paper's 2 x 2 (ergodic? x directionally contracting?), every setting placed by its measured values
+    with intervals: x = per-generation decay rate of the between-start excess (left of 1: the starts are being
+    forgotten), y = anisotropy of the contraction (log spread, above the threshold: directional).
+    assessments: {label: claim.SettingAssessment}; markers say the observed outcome."""
+    markers = {"resonance": "o", "wandering": "s", "separate basins": "D", "inconclusive": "x"}
+    colors = sns.color_palette(PALETTE, len(assessments))
+    for (label, a), color in zip(assessments.items(), colors):
+        m, c = a.mixing, a.contraction
+        x = m.rate if np.isfinite(m.rate) else 0.0
+        xerr = [[max(x - m.rate_interval[0], 0)], [max(m.rate_interval[1] - x, 0)]]
+        yerr = [[c.spread - c.spread_interval[0]], [c.spread_interval[1] - c.spread]]
+        ax.errorbar(x, c.spread, xerr=xerr, yerr=yerr, fmt=markers[a.observed], color=color, ms=6, capsize=2,
+                    label=f"{label}: observed {a.observed}")
+    ax.axvline(1.0, color="k", lw=0.9, ls=":")
+    ax.axhline(anisotropy_tol, color="k", lw=0.9, ls=":")
+    ax.set_xlabel("between-start excess: decay rate per generation (1 = not forgetting)")
+    ax.set_ylabel("contraction anisotropy, log(least / most)")
+    ax.text(0.01, 0.99, "ergodic, directional: resonance", transform=ax.transAxes, va="top", fontsize=7)
+    ax.text(0.99, 0.99, "not ergodic: basins", transform=ax.transAxes, va="top", ha="right", fontsize=7)
+    ax.text(0.01, 0.01, "ergodic, not directional: wandering", transform=ax.transAxes, fontsize=7)
+
+
+def mixing_evidence(ax_excess, ax_directions, assessments: dict) -> None:
+    """Left: each setting's between-start excess over generations, relative to its start, with its fitted
+    decay (dashed) and the 'mixed' threshold (dotted). Right: the per-direction log-variance change of the
+    first chain, sorted, with intervals."""
+    colors = sns.color_palette(PALETTE, len(assessments))
+    for (label, a), color in zip(assessments.items(), colors):
+        m = a.mixing
+        g = np.arange(len(m.excess))
+        scale = m.start_distance if m.start_distance > 0 else 1.0
+        ax_excess.errorbar(g, m.excess / scale, yerr=m.excess_se / scale, fmt="o-", ms=3, color=color, label=label)
+        ax_excess.plot(g, m.fitted / scale, "--", color=color, lw=0.9)
+        first = a.contraction.per_chain[0]
+        order = np.argsort(first.direction_change)
+        k = np.arange(len(order))
+        ci = first.direction_change_interval[order]
+        ax_directions.errorbar(k, first.direction_change[order], yerr=[first.direction_change[order] - ci[:, 0],
+                               ci[:, 1] - first.direction_change[order]], fmt="o-", ms=3, color=color)
+    ax_excess.axhline(next(iter(assessments.values())).mixing.mixed_effect, color="k", ls=":", lw=0.9)
+    ax_excess.set_yscale("symlog", linthresh=0.01)
+    ax_excess.set_xlabel("generation")
+    ax_excess.set_ylabel("between-start excess / its start")
+    ax_directions.axhline(0, color="k", ls=":", lw=0.9)
+    ax_directions.set_xlabel("direction (sorted by change)")
+    ax_directions.set_ylabel("log variance change, end - start")

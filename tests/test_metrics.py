@@ -155,40 +155,124 @@ def test_kid_rejects_bad_options(kwargs, match):
 # ---------------------------------------------------------------------------------------------- drift
 
 
-def test_drift_curves_are_pairwise_fid_at_one_n():
+def test_split_halves_are_disjoint_seeded_and_n_rows_each():
+    rng = np.random.default_rng(7)
+    gens = [np.arange(2 * (50 + 5 * g) * 3, dtype=float).reshape(-1, 3) + 1000 * g for g in range(3)]
+    halves = M.split_halves(gens, seed=1)
+    for g, (a, b) in enumerate(halves):
+        assert a.shape == b.shape == (50, 3)  # n=None: half the smallest generation
+        rows = {tuple(r) for r in np.vstack([a, b])}
+        assert len(rows) == 100 and rows <= {tuple(r) for r in gens[g]}  # disjoint, drawn from generation g
+    again = M.split_halves(gens, seed=1)
+    assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(halves, again))
+    assert not np.array_equal(M.split_halves(gens, seed=2)[0][0], halves[0][0])
+    assert M.split_halves(gens, n=20)[2][0].shape == (20, 3)
+    with pytest.raises(ValueError, match="n=51 needs 2n=102 samples per generation"):
+        M.split_halves(gens, n=51)
+    with pytest.raises(ValueError, match="n must be an integer >= 2"):
+        M.split_halves(gens, n=1)
+    del rng
+
+
+def test_drift_curves_are_fid_between_disjoint_halves_at_one_n():
     rng = np.random.default_rng(7)
     gens = [rng.standard_normal((120 + 10 * g, 3)) + 0.5 * g for g in range(4)]
-    cum = M.cumulative_drift(gens, feature_network="toy", resize="bilinear")
-    loc = M.local_drift(gens)
-    assert cum.n == loc.n == 120 and cum.kind == "cumulative" and loc.kind == "local"
+    cum = M.cumulative_drift(gens, feature_network="toy", resize="bilinear", resplits=5)
+    loc = M.local_drift(gens, resplits=5)
+    assert cum.n == loc.n == 60 and cum.kind == "cumulative" and loc.kind == "local"
     assert cum.feature_network == "toy" and cum.resize == "bilinear" and cum.metric == "fid"
-    assert cum.values[0] == 0.0 and np.isnan(loc.values[0])
-    for g in range(1, 4):
-        assert cum.values[g] == M.fid(gens[0], gens[g], n=120).value
-        assert loc.values[g] == M.fid(gens[g - 1], gens[g], n=120).value
-    assert np.all(np.diff(cum.values) > 0)  # the mean walks away steadily
+    halves = M.split_halves(gens)
+    for g, (a, b) in enumerate(halves):
+        assert cum.floor[g] == loc.floor[g] == M.fid(a, b).value  # one floor: two halves of generation g
+        assert cum.values[g] == M.fid(a, halves[0][1]).value
+        if g:
+            assert loc.values[g] == M.fid(a, halves[g - 1][1]).value
+    # generation 0 against itself at the floor's n, not a hard 0: no jump at generation 1
+    assert cum.values[0] == cum.floor[0] > 0 and cum.excess[0] == 0 and np.isnan(loc.values[0])
+    assert np.all(np.diff(cum.excess) > 0)  # the mean walks away steadily
+    np.testing.assert_allclose(cum.excess, cum.values - cum.floor)
+    # intervals: values +- t(resplits - 1) se, and the excess and floor intervals likewise
+    t = scipy.stats.t.ppf(0.975, 4)
+    np.testing.assert_allclose(cum.high - cum.values, t * cum.se)
+    np.testing.assert_allclose(cum.excess_interval()[0], cum.excess - t * cum.excess_se)
+    np.testing.assert_allclose(cum.floor_interval()[1], cum.floor + t * cum.floor_se)
+    assert np.all(cum.se[1:] > 0) and cum.excess_se[0] == 0 and np.all(np.isfinite(loc.se[1:]))
     d = loc.to_dict()
-    assert d["values"][0] is None and d["n"] == 120 and list(cum.generations) == [0, 1, 2, 3]
+    assert d["values"][0] is None and d["n"] == 60 and list(cum.generations) == [0, 1, 2, 3]
+    assert d["floor"] == [float(v) for v in loc.floor] and d["resplits"] == 5 and d["coverage"] == 0.95
+    assert {"low", "high", "se", "floor_se", "excess", "excess_se", "trend_se"} <= set(d)
+    # both at once: the same numbers
+    both = M.drift_curves(gens, feature_network="toy", resize="bilinear", resplits=5)
+    for one, joint in zip((loc, cum), both):
+        for key in ("values", "floor", "se", "excess_se", "trend_se", "low", "high"):
+            np.testing.assert_array_equal(getattr(one, key), getattr(joint, key))
+
+
+def test_resplit_distance_matches_frechet_distance_in_both_paths():
+    rng = np.random.default_rng(8)
+    for rows, dim in ((40, 5), (10, 30)):  # more rows than dimensions: eigen path; fewer: Gram path
+        a, b = rng.standard_normal((rows, dim)), rng.standard_normal((rows, dim)) * 1.5 + 0.3
+        ha, hb = M._FidHalf(a), M._FidHalf(b)
+        assert ha.gram == (rows <= dim)
+        expected = M.frechet_distance(*M.mean_and_covariance(a), *M.mean_and_covariance(b))
+        assert M._fd_halves(ha, hb) == pytest.approx(expected, rel=1e-8, abs=1e-10)
+    # a constant feature: a singular covariance, no Cholesky factor (the symmetric square root instead)
+    a, b = rng.standard_normal((40, 5)), rng.standard_normal((40, 5)) + 0.2
+    a[:, 0] = 1.0
+    ha = M._FidHalf(a)
+    expected = M.frechet_distance(*M.mean_and_covariance(a), *M.mean_and_covariance(b))
+    assert M._fd_halves(ha, M._FidHalf(b)) == pytest.approx(expected, rel=1e-8, abs=1e-10)
+    assert not np.allclose(np.triu(ha.root, 1), 0)  # not a triangular factor
+
+
+def test_first_order_variance_of_a_mean_shift():
+    # N(0, I) against N(delta, I): the first-order term of FID is 2 delta.(mean_p - mean_q), of variance
+    # 4 |delta|^2 (1/Np + 1/Nq); the Bures part has no first-order term for equal covariances
+    rng = np.random.default_rng(9)
+    dim, size = 4, 4000
+    delta = np.r_[2.0, np.zeros(dim - 1)]
+    p, q = rng.standard_normal((size, dim)), rng.standard_normal((size, dim)) + delta
+    assert M._fid_first_order_variance(p, q) == pytest.approx(4 * 4.0 * 2 / size, rel=0.1)
+    assert M._fid_first_order_variance(p, q, own_only=True) == pytest.approx(4 * 4.0 / size, rel=0.1)
+    assert M._fid_first_order_variance(p, rng.standard_normal((size, dim))) < 1e-4  # same law: ~0
+
+
+def test_drift_without_resplits_has_a_floor_but_no_errors():
+    rng = np.random.default_rng(10)
+    gens = [rng.standard_normal((40, 2)) + g for g in range(4)]
+    cum = M.cumulative_drift(gens, resplits=0)
+    assert np.all(np.isfinite(cum.floor)) and np.all(np.isnan(cum.se)) and np.all(np.isnan(cum.low))
+    ph = M.detect_phases(M.local_drift(gens, resplits=0), cum)  # errors then come from the curves' scatter
+    assert ph.floor_known and len(ph.labels) == 4
 
 
 def test_drift_with_kid_and_bad_options():
     rng = np.random.default_rng(8)
     gens = [rng.standard_normal((60, 3)) + g for g in range(3)]
-    curve = M.cumulative_drift(gens, metric="kid", subsets=3, subset_size=30)
-    assert curve.metric == "kid" and curve.std.shape == (3,) and curve.values[2] > curve.values[1] > 0
+    curve = M.cumulative_drift(gens, metric="kid", subsets=3, subset_size=30, resplits=4)
+    assert curve.metric == "kid" and curve.n == 30 and curve.std.shape == (3,)
+    assert curve.values[2] > curve.values[1] > 0 and np.all(curve.se[1:] > 0)
+    assert abs(curve.floor[1]) < 3 * curve.floor_se[1]  # unbiased: the floor of KID is 0 on average
     with pytest.raises(ValueError, match="unknown metric 'fld'"):
         M.local_drift(gens, metric="fld")
     with pytest.raises(ValueError, match="at least 2 generations"):
         M.cumulative_drift(gens[:1])
     with pytest.raises(ValueError, match="generation 2 has dim 2"):
         M.local_drift(gens[:2] + [np.zeros((60, 2))])
+    with pytest.raises(ValueError, match="resplits must be 0"):
+        M.local_drift(gens, resplits=1)
+    with pytest.raises(ValueError, match="coverage must lie in"):
+        M.cumulative_drift(gens, coverage=1.0)
+    with pytest.raises(ValueError, match="two disjoint halves of at least 2 need 4"):
+        M.cumulative_drift([np.zeros((3, 2)), np.ones((3, 2))])
 
 
 # ---------------------------------------------------------------------------------------------- phases
 
 
 def test_detect_phases_on_piecewise_linear_curves():
-    # closed form: cumulative climbs 8/gen to g=6, then 1/gen to g=14, then stays; local = its increments
+    # closed form: cumulative climbs 8/gen to g=6, then 1/gen to g=14, then stays; local = its increments.
+    # Arrays: no floor, and noiseless curves (their scatter is 0), so every nonzero slope is significant
     g = np.arange(25)
     cum = np.where(g <= 6, 8.0 * g, np.where(g <= 14, 48 + (g - 6.0), 56.0))
     loc = np.r_[np.nan, np.diff(cum)]
@@ -198,9 +282,10 @@ def test_detect_phases_on_piecewise_linear_curves():
     # drift fall from 4 to 1, and the one at g = 15 its fall from 1 to 0
     assert ph.boundaries == {"active transient": 0, "slow transient": 8, "empirical stationarity": 16}
     assert ph.labels[3] == "active transient" and ph.labels[10] == "slow transient"
-    assert ph.labels[-1] == "empirical stationarity"
+    assert ph.labels[-1] == "empirical stationarity" and not ph.floor_known
     # slopes in units of max per whole run: 1 / gen on a max of 56 over 24 generations
     assert ph.cumulative_slope[10] == pytest.approx(24 / 56)
+    assert np.all(np.isnan(ph.local_level))  # no floor: the local level is not tested
 
 
 def test_monotone_fit_removes_a_noisy_blip_but_raw_labels_keep_it():
@@ -215,20 +300,33 @@ def test_monotone_fit_removes_a_noisy_blip_but_raw_labels_keep_it():
     assert unsmoothed.labels == unsmoothed.raw_labels
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_synthetic_chain_phases_are_recovered(seed):
-    clouds, truth = M.synthetic_phase_chain(seed=seed)
-    assert len(clouds) == 31 and clouds[0].shape == (2000, 8)
-    ph = M.detect_phases(M.local_drift(clouds), M.cumulative_drift(clouds))
-    for phase, first in truth.items():
-        assert ph.boundaries[phase] is not None and abs(ph.boundaries[phase] - first) <= 2, (phase, ph.boundaries)
+def test_monotone_fit_merges_phases_shorter_than_min_generations():
+    codes = np.array([0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2])
+    assert list(M._monotone_fit(codes, 1)) == list(codes)
+    # a one-generation slow phase cannot stand: it joins a neighbour (ties: the earlier boundary)
+    assert list(M._monotone_fit(codes, 3)) == [0] * 5 + [2] * 6
+    assert list(M._monotone_fit(np.array([0, 0, 1, 1, 1, 2, 2, 2]), 3)) == [1] * 5 + [2] * 3
+    assert list(M._monotone_fit(np.array([2, 0]), 3)) in ([0, 0], [2, 2])  # a run shorter than min: one phase
 
 
-def test_synthetic_chain_with_fewer_generations():
-    clouds, truth = M.synthetic_phase_chain(n_generations=20, n_samples=1000, seed=3)
-    ph = M.detect_phases(M.local_drift(clouds), M.cumulative_drift(clouds))
-    assert truth == {"active transient": 0, "slow transient": 6, "empirical stationarity": 13}
-    assert all(abs(ph.boundaries[p] - truth[p]) <= 2 for p in truth), ph.boundaries
+def test_level_above_the_floor_is_what_makes_a_walk_active():
+    # a curve whose local drift is constant well above its floor and whose cumulative drift rises steadily:
+    # a random walk's expected curves; with their floor and errors it is active, as arrays (no floor) it is not
+    G1 = 12
+    floor = np.full(G1, 2.0)
+    loc = M.DriftCurve(np.r_[np.nan, np.full(G1 - 1, 4.0)], 100, "toy", "none", "fid", "local", floor=floor,
+                       excess_se=np.full(G1, 0.5), trend_se=np.full(G1, 0.5))
+    cum = M.DriftCurve(2.0 + 2.0 * np.arange(G1), 100, "toy", "none", "fid", "cumulative", floor=floor,
+                       excess_se=np.r_[0.0, np.full(G1 - 1, 1.0)], trend_se=np.full(G1, 1.0))
+    ph = M.detect_phases(loc, cum)
+    assert ph.floor_known and set(ph.labels) == {"active transient"}
+    assert np.all(ph.local_level[1:] == 1.0) and np.all(ph.local_level_z[1:] > 2)
+    assert M.detect_phases(loc.values, cum.values).labels[-1] != "active transient"
+    # the same local level within its errors of the floor (se 5) is not movement
+    quiet = M.DriftCurve(loc.values, 100, "toy", "none", "fid", "local", floor=floor, excess_se=np.full(G1, 5.0))
+    still_cum = M.DriftCurve(np.full(G1, 2.0), 100, "toy", "none", "fid", "cumulative", floor=floor,
+                             excess_se=np.full(G1, 1.0))
+    assert set(M.detect_phases(quiet, still_cum).labels) == {"empirical stationarity"}
 
 
 @pytest.mark.parametrize("args, kwargs, match", [
@@ -236,6 +334,8 @@ def test_synthetic_chain_with_fewer_generations():
     ((np.ones(2), np.ones(2)), {}, "at least 3 generations"),
     ((np.ones(5), np.ones(5)), dict(flat_tol=1.0, slow_tol=0.5), "flat_tol < slow_tol"),
     ((np.ones(5), np.ones(5)), dict(window=1), "window must be"),
+    ((np.ones(5), np.ones(5)), dict(z=0), "z must be > 0"),
+    ((np.ones(5), np.ones(5)), dict(min_generations=0), "min_generations must be"),
     ((np.full(5, np.nan), np.ones(5)), {}, "all NaN"),
     ((np.ones((5, 2)), np.ones(5)), {}, "1-D curve"),
 ])
