@@ -42,6 +42,13 @@ def parse_settings(text: str) -> list[str]:
     return names
 
 
+def replicate_seed(seed: int, start: int, replicate: int) -> int:
+    """The noise seed of replicate `replicate` of the chain from start `start`: independent streams for every
+    (start, replicate), a function of the three numbers only."""
+    from .runtime import generation_seed
+    return generation_seed(seed, start, stream=1000 + replicate) % 2**31
+
+
 def generation_zero(real, n: int, seed: int) -> dict:
     """A class-balanced real subset of n images: the chain's X_0."""
     from .data import stratified_subset
@@ -116,16 +123,18 @@ def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: boo
 
 @dataclass
 class LatentFeedback:
-    """T(X) = the fixed model's SDEdit step: noise X to `strength`, denoise. Labels follow their trajectories."""
+    """T(X) = the fixed model's SDEdit step: noise X to `strength`, denoise. Labels follow their trajectories.
+    `seed` draws the chain's noise (the model is T itself and shared by every chain of a setting)."""
     model: object
     cfg: object
+    seed: int
     progress: bool = True
 
     def __call__(self, state, ctx):
         labels = state["labels"] if self.cfg.latent_conditional else None
         images = diffusion.feedback_step(self.model, state["images"], strength=self.cfg.strength, labels=labels,
                                          guidance_scale=self.cfg.guidance_scale if labels is not None else 1.0,
-                                         ddim_steps=self.cfg.ddim_steps, seed=self.cfg.seed,
+                                         ddim_steps=self.cfg.ddim_steps, seed=self.seed,
                                          generation=ctx.generation, device=self.cfg.device, progress=self.progress)
         return {"images": images, "labels": state["labels"]}
 
@@ -134,10 +143,12 @@ class LatentFeedback:
 class Retrain:
     """T(X) = samples of a model trained on X (after the regime composes the training set).
 
-    The model that made generation g is saved in gen_g/model, so a resumed chain fine-tunes from it."""
+    The model that made generation g is saved in gen_g/model, so a resumed chain fine-tunes from it. `seed`
+    draws the chain's training batches and sampling noise."""
     base: object
     cfg: object
     conditional: bool
+    seed: int
     classifier: object = None  # labels the unconditional chain's samples
     real_pool: dict | None = None
     select: object = None  # select(data, rng) -> data: a mitigation hook applied to each training set
@@ -171,12 +182,12 @@ class Retrain:
             model, data["images"], data["labels"] if self.conditional else None, steps=steps,
             batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
             cond_drop_prob=cfg.cond_drop_prob if self.conditional else 0.0,
-            seed=training_seed(cfg.seed, ctx.generation), device=cfg.device, progress=self.progress)
+            seed=training_seed(self.seed, ctx.generation), device=cfg.device, progress=self.progress)
         n = cfg.samples_per_generation
         n_classes = diffusion.num_classes(self.base)
         labels = np.arange(n) % n_classes if self.conditional else None  # balanced, same order every generation
         images = diffusion.sample(model, n, labels=labels, guidance_scale=cfg.guidance_scale if self.conditional
-                                  else 1.0, ddim_steps=cfg.ddim_steps, seed=cfg.seed, generation=ctx.generation,
+                                  else 1.0, ddim_steps=cfg.ddim_steps, seed=self.seed, generation=ctx.generation,
                                   device=cfg.device, progress=self.progress)
         if labels is None:
             from .features import classify
@@ -221,13 +232,17 @@ def generation_metrics(classifier, *, intended: bool):
 
 
 def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_params: dict | None = None,
-                    x0: dict | None = None, progress: bool = True) -> chain.ChainResult:
+                    x0: dict | None = None, chain_seed: int | None = None,
+                    progress: bool = True) -> chain.ChainResult:
     """Run (or read back) one setting's chain for a configuration of 02_mnist_chains (or 03_imagenet_chains).
 
     select(data, rng) -> data filters or selects each training set of a retraining chain (a mitigation);
     select_params names it in the run key (required with select).
     x0: another starting set {"images", "labels"} (default: a class-balanced real subset of
-    samples_per_generation images); its content hash enters the run key."""
+    samples_per_generation images); its content hash enters the run key.
+    chain_seed: the seed of this chain's own randomness (training batches, sampling and feedback noise; default
+    cfg.seed), so that chains from different starts, and replicates from one start, draw independent noise
+    (`replicate_seed`); it enters the run key. The generation-0 model is T itself: shared, seeded by cfg.seed."""
     if select is not None and not select_params:
         raise ValueError("a select hook needs select_params that name it (they enter the run key)")
     if setting not in SETTINGS:
@@ -249,19 +264,22 @@ def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_
     base_data = ({"images": real.images, "labels": real.labels.astype(np.int64)} if cfg.base_train_size == 0
                  else generation_zero(real, cfg.base_train_size, cfg.seed))
     base = base_model(cfg, base_data, real.n_classes, fingerprint, progress=progress)
+    seed = cfg.seed if chain_seed is None else int(chain_seed)
     if setting == "latent_feedback":
-        step = LatentFeedback(base, cfg, progress=progress)
+        step = LatentFeedback(base, cfg, seed, progress=progress)
     else:
         pool = {"images": real.images, "labels": real.labels.astype(np.int64)}
-        step = Retrain(base, cfg, conditional=setting == "label_guided", classifier=classifier, real_pool=pool,
-                       select=select, progress=progress)
+        step = Retrain(base, cfg, conditional=setting == "label_guided", seed=seed, classifier=classifier,
+                       real_pool=pool, select=select, progress=progress)
     params = {k: cfg[k] for k in CHAIN_KEYS}
+    if chain_seed is not None:
+        params["chain_seed"] = seed
     if select_params:
         params["selection"] = select_params
     if start is not None:
         params["start"] = start
     run_dir = store.run_dir(setting, params, fingerprint, modules=SOURCES)
-    return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=cfg.seed,
+    return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=seed,
                            metrics=generation_metrics(classifier, intended=setting != "unconditional"),
                            desc=setting, progress=progress)
 
