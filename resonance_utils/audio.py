@@ -11,10 +11,16 @@ The state lives on a fixed window of L samples (L >= voice + impulse response - 
 pass a circular convolution on that window: pass 1 equals the linear convolution exactly, later reverberation
 tails wrap around instead of growing without bound, and the DFT-domain prediction is exact. tail="truncate"
 convolves linearly and keeps the first L samples (the tape runs as long as the first recording).
+
+Because the loop is linear, how fast it forgets its start is known in closed form: the runner-up bin of |G| in
+the band loses a factor r = |G2| / |G1| per pass on the top one (`spectral_gap`, `predicted_mixing_time`);
+`multistart_mixing` runs several starts side by side and fits that rate from their spectra's distance.
 """
 from __future__ import annotations
 
 import importlib.util
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,6 +295,374 @@ def lock_in_pass(dominant_hz: np.ndarray, f_star: float, tolerance_hz: float) ->
     return int(idx[-1] + 1) if idx.size else 0
 
 
+# ------------------------------------------------------------------------------ mixing: the spectral gap
+@dataclass(frozen=True)
+class SpectralGap:
+    """The top two |G| bins of the loop in an analysis band, and what they imply for mixing.
+
+    Each pass multiplies the spectrum by G on the window's DFT grid and rescales it (normalisation changes every
+    bin by the same factor), so after n passes the runner-up bin's amplitude relative to the top bin's is its
+    start value times ratio**n: ratio is the loop's per-pass rate of forgetting its start.
+    """
+
+    band: tuple  # (low, high) Hz, the analysis band
+    f1: float  # Hz, the top bin (predicted_resonance)
+    g1: float  # its |G|
+    f2: float  # Hz, the runner-up bin
+    g2: float  # its |G|
+    ratio: float  # r = g2 / g1, in [0, 1]
+    bin_hz: float  # the grid's spacing, sample_rate / length
+    exact: bool  # True for tail="circular" (G is exactly the loop's eigenvalues); "truncate": an approximation
+    outside_ratio: float  # the largest |G| outside the band / g1 (> 1: a mode outside the band leads the full
+    #                       spectrum; the band's own spectrum still mixes at ratio)
+
+    def mixing_time(self, eps: float = 0.05) -> float:
+        """Passes after which the runner-up mode has lost a factor eps on the top one: log(eps) / log(ratio)
+        (inf when ratio == 1: two equal top modes never sort out; 1 when ratio == 0)."""
+        if not 0 < eps < 1:
+            raise ValueError(f"eps must be in (0, 1), got {eps}")
+        if self.ratio >= 1:
+            return math.inf
+        if self.ratio <= 0:
+            return 1.0
+        return float(np.log(eps) / np.log(self.ratio))
+
+    def to_json(self) -> dict:
+        return {"band": list(self.band), "f1_hz": self.f1, "g1": self.g1, "f2_hz": self.f2, "g2": self.g2,
+                "ratio": self.ratio, "bin_hz": self.bin_hz, "exact": self.exact,
+                "outside_ratio": self.outside_ratio}
+
+
+def _window_gain(room: LucierRoom) -> tuple[np.ndarray, np.ndarray]:
+    """(freqs, |G|) on the window's own DFT grid (the grid spectra are analysed on)."""
+    freqs = sfft.rfftfreq(room.length, 1 / room.sample_rate)
+    gain = np.abs(room.G) if room.tail == "circular" else room.gain_on(freqs)  # circular: the same grid, exactly
+    return freqs, gain
+
+
+def spectral_gap(room: LucierRoom, band: tuple[float, float]) -> SpectralGap:
+    """The top two |G| values inside `band` on the window's DFT grid, their frequencies and r = |G2| / |G1|.
+
+    With the default room of 01_lucier_room (quick profile) the two are neighbouring bins of one resonance,
+    0.17 Hz apart, r = 0.9966: the loop locks onto the resonance's frequency within a few passes, but sorts out
+    which of the two bins wins only over hundreds (predicted_mixing_time). For tail="circular" the loop is
+    diagonal on this grid and r is exact; for tail="truncate" (a truncated linear convolution) it is the
+    approximation of a window much longer than the impulse response (`exact` says which)."""
+    freqs, gain = _window_gain(room)
+    mask = _in_band(freqs, band)
+    if mask.sum() < 2:
+        raise ValueError(f"the analysis band {band} holds {int(mask.sum())} frequency bin(s): the spectral gap "
+                         "needs two")
+    idx = np.flatnonzero(mask)
+    order = idx[np.argsort(gain[idx], kind="stable")[::-1][:2]]
+    g1, g2 = float(gain[order[0]]), float(gain[order[1]])
+    if g1 <= 0:
+        raise ValueError(f"|G| is zero everywhere in the analysis band {band}: the room passes nothing there")
+    outside = float(gain[~mask].max() / g1) if (~mask).any() else 0.0
+    return SpectralGap(band=(float(band[0]), float(band[1])), f1=float(freqs[order[0]]), g1=g1,
+                       f2=float(freqs[order[1]]), g2=g2, ratio=g2 / g1, bin_hz=room.sample_rate / room.length,
+                       exact=room.tail == "circular", outside_ratio=outside)
+
+
+def predicted_mixing_time(room: LucierRoom, band: tuple[float, float], *, eps: float = 0.05) -> float:
+    """log(eps) / log(|G2| / |G1|): the passes after which the runner-up mode's amplitude relative to the top
+    mode has fallen by a factor eps, for any start with energy in both bins (spectral_gap; inf when the two top
+    bins have equal gain). It counts from a start whose two bins are comparable: a start dominated by the
+    runner-up bin (a2 = |X0(f2)| / |X0(f1)| >> 1) needs log(a2) / -log(r) passes more to reach that point."""
+    return spectral_gap(room, band).mixing_time(eps)
+
+
+MIXING_VERDICTS = ("mixed", "mixing", "separated", "inconclusive")
+
+
+@dataclass(frozen=True)
+class MixingReport:
+    """Several starts of the Lucier loop run side by side: how fast their spectra forget where they started.
+
+    Arrays are per recorded pass (every stride-th, and the last). Two distances between starts, both from their
+    magnitude spectra inside the band (see multistart_mixing): `distance` (unit-norm spectra, bounded: how far
+    apart) and `mode_distance` (spectra relative to their own top-bin amplitude: what the rate is fitted on).
+    Our reconstruction, like the verdict.
+    """
+
+    names: tuple  # the starts, in the order of pair_distance's rows
+    passes: np.ndarray  # (P,) recorded pass indices, 0 first
+    pair_distance: np.ndarray  # (P, S, S) unit-norm distance between every two starts, in [0, sqrt(2)]
+    distance: np.ndarray  # (P,) its root mean square over pairs
+    noise_distance: np.ndarray | None  # (P,) noisy loop: the reference start against its noise twin; else None
+    excess: np.ndarray  # (P,) sqrt(max(distance^2 - noise_distance^2, 0)); = distance without noise
+    relative: np.ndarray  # (P,) excess / excess[0]: the "mixed" criterion reads it
+    predicted_distance: np.ndarray  # (P,) `distance` of the closed form |X0| |G|^n (what a noiseless loop gives)
+    mode_distance: np.ndarray  # (P,) RMS over pairs of the top-bin-relative distance
+    mode_noise_distance: np.ndarray | None  # (P,) the same for the reference start and its noise twin
+    mode_excess: np.ndarray  # (P,) sqrt(max(mode_distance^2 - mode_noise_distance^2, 0)): the fitted curve
+    rate: float  # fitted per-pass geometric rate of mode_excess (nan: no fit)
+    rate_interval: tuple  # its interval (see multistart_mixing)
+    rate_se: float  # the regression's standard error of log(rate)
+    fit_passes: tuple  # (first, last) pass of the points fitted; (None, None) without a fit
+    n_fit: int  # points in the fit
+    predicted_rate: float  # r = |G2| / |G1| (spectral_gap)
+    mixing_time: float  # log(eps) / log(rate): passes per factor eps at the fitted rate (inf: rate >= 1)
+    mixing_time_interval: tuple  # from rate_interval
+    predicted_mixing_time: float  # log(eps) / log(r)
+    passes_to_eps: int | None  # the first recorded pass from which relative stays <= eps to the end (None: never)
+    floor: float | None  # noisy loop: the median noise distance over the last quarter / excess[0]; else None
+    final_frequencies: dict  # start -> its dominant frequency (Hz, in the band) at the last pass
+    gap: SpectralGap
+    verdict: str  # one of MIXING_VERDICTS
+    reason: str
+    settings: dict  # eps, n_passes, stride, seed, fit_from (the one used), level, noisy, noise_reference, ...
+
+    def to_json(self) -> dict:
+        f = lambda x: None if x is None or not np.isfinite(x) else float(x)  # noqa: E731
+        return {"verdict": self.verdict, "reason": self.reason, "names": list(self.names),
+                "rate": f(self.rate), "rate_interval": [f(x) for x in self.rate_interval],
+                "rate_se": f(self.rate_se), "predicted_rate": self.predicted_rate,
+                "mixing_time": f(self.mixing_time), "mixing_time_interval": [f(x) for x in self.mixing_time_interval],
+                "predicted_mixing_time": f(self.predicted_mixing_time), "passes_to_eps": self.passes_to_eps,
+                "fit_passes": list(self.fit_passes), "n_fit": self.n_fit, "floor": f(self.floor),
+                "final_relative_distance": float(self.relative[-1]),
+                "final_frequencies": {k: float(v) for k, v in self.final_frequencies.items()},
+                "gap": self.gap.to_json(), "settings": dict(self.settings)}
+
+
+def _pair_matrix(u: np.ndarray) -> np.ndarray:
+    """(S, S) L2 distances between the rows of u."""
+    return np.sqrt(np.maximum(((u[:, None, :] - u[None, :, :]) ** 2).sum(-1), 0.0)) if len(u) <= 8 else \
+        np.sqrt(np.maximum((u ** 2).sum(1)[:, None] + (u ** 2).sum(1)[None] - 2 * u @ u.T, 0.0))
+
+
+def _fit_rate(n: np.ndarray, d: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Least squares of log d against n: (slope, its SE corrected for serial correlation, the interval's
+    half-width), in log-rate units."""
+    from scipy import stats
+
+    y = np.log(d)
+    slope, icpt = np.polyfit(n, y, 1)
+    dof = len(n) - 2
+    resid = y - icpt - slope * n
+    se = float(np.sqrt(np.sum(resid ** 2) / dof / np.sum((n - n.mean()) ** 2)))
+    # serially correlated residuals (noise remembered over ~1 / (1 - r) passes) carry fewer independent points:
+    # the AR(1) variance inflation (1 + rho) / (1 - rho), rho the residuals' lag-1 autocorrelation
+    rho = float(np.clip(np.sum(resid[1:] * resid[:-1]) / max(np.sum(resid ** 2), 1e-300), 0.0, 0.99))
+    se *= math.sqrt((1 + rho) / (1 - rho))
+    half = len(n) // 2
+    drift = abs(np.polyfit(n[half:], y[half:], 1)[0] - np.polyfit(n[:half], y[:half], 1)[0])
+    resolution = 1e-6 / float(n[-1] - n[0])  # float32 states resolve changes of log distance of about 1e-6
+    return float(slope), se, max(float(stats.t.ppf(0.5 + level / 2, dof) * se + drift), resolution)
+
+
+def multistart_mixing(room: LucierRoom, starts: dict, band: tuple[float, float], *, n_passes: int,
+                      stride: int = 10, eps: float = 0.05, seed: int = 0, fit_from: int | None = None,
+                      level: float = 0.95, floor_factor: float = 2.0, noise_reference: str | None = None
+                      ) -> MixingReport:
+    """Run several starts through the loop side by side and measure how fast they forget where they started.
+
+    room: a LucierRoom (its add_noise and snr_db decide whether the loop is noisy). starts: {name: waveform}, at
+    least two, each put into the room's window (room.window: zero-padded, normalised) as pass 0. band: the
+    analysis band (setup.band). n_passes: passes of room.step per start (cheap: 100 passes of a 5 s window take
+    about 0.3 s, so run several predicted mixing times: predicted_mixing_time). Every stride-th pass (and the
+    last) is recorded. Noise: start i draws pass n's noise from runtime.generation_rng(seed + i, n), the stream
+    chain.run_chain(seed=seed + i) gives it, so start i here is the chain that call would run.
+
+    Two distances between starts, both from magnitude spectra inside the band (phase is ignored, so a sound and
+    its time reversal are at 0), both summarised by the root mean square over pairs of starts (every pair decays
+    at the same asymptotic rate, and a mean of squares, unlike the largest pair, stays unbiased when the noise
+    floor is subtracted):
+      distance: spectra scaled to unit L2 norm, so in [0, sqrt(2)] (= sqrt(2 (1 - cos))). How far apart the
+        starts are; the "mixed" criterion reads it. For a linear loop it decays like r^n only once every start's
+        top bin leads: a start led by the runner-up bin keeps it flat, or drives it up, for a while (saturation).
+      mode_distance: spectra divided by their own amplitude in the top bin f1. After n passes start A's bin k
+        then reads exactly a_k (|G_k| / |G_1|)^n (a_k = |X0_A(k)| / |X0_A(f1)|: normalisation cancels), so the
+        distance between two starts is exactly sqrt(sum_k (a_k^A - a_k^B)^2 r_k^(2n)), a sum of geometric terms
+        whose slowest is r^n with r = |G2| / |G1|: it decays like r^n from the first pass, its local rate
+        rising to r as the faster bins die out. The rate is fitted on it. (1 - cos would go like r^(2n).)
+    predicted_distance is `distance` for the closed form |X0| |G|^n: a noiseless circular loop must match it.
+
+    A noisy loop (room.add_noise) decays to a floor, not to 0: two runs of one start with independent noise end
+    apart too. The reference start (noise_reference, default the first) is run a second time with noise from
+    stream 1 (generation_rng(seed + i, n, 1)); its distance to itself is the noise distance, and the excess
+    sqrt(max(d^2 - noise^2, 0)) (independent noise adds in squares, and every pair holds the twin's noise part in
+    expectation) is what decays. Without noise the excess is the distance itself.
+
+    The rate: log(mode excess) fitted by least squares against the pass, over the recorded passes from fit_from
+    to the last one above the floor, skipping any below it (noisy: above = mode_distance > floor_factor x its
+    noise distance; noiseless: relative > 1e-6, float32's resolution): the whole run for a noiseless run of a
+    few mixing times (early passes can fall below too: a start with little energy at f1 has a noisy top bin).
+    fit_from=None (default): a third of the way to that end, once the faster bins have died out.
+    Interval: exp(slope +- (t_level SE + |slope of the second half - slope of the first half|)), with SE
+    inflated by the AR(1) factor sqrt((1 + rho) / (1 - rho)) of the residuals' lag-1 autocorrelation rho (a
+    noisy loop remembers its noise for ~1 / (1 - r) passes), and the half-window difference covering a local
+    rate still drifting towards r (a deterministic loop's residuals are smooth curvature, not noise). With
+    noise the half-width also holds how far the slope moves when only the points at least 2 x floor_factor
+    above the floor are kept. At least 1e-6 of log distance across the window (float32 resolution).
+    mixing_time = log(eps) / log(rate), to compare with predicted_mixing_time = log(eps) / log(r).
+    Known limit: noise that enters the runner-up bin slows the measured decay a little, a bias the interval
+    does not cover when the noise is faint and the fit therefore tight (measured: 0.902 for r = 0.9 at 40 dB in
+    a 257-bin test room, outside its interval; 0.9966008 [0.996594, 0.996608] for r = 0.9965956 at 30 dB in the
+    default room, inside).
+
+    Verdict (our reconstruction; the first that applies):
+      "mixed": relative (the unit-norm excess over its pass-0 value) <= eps at every recorded pass of the last
+        quarter of the run: the starts' distance above the noise floor fell to eps of where it began and stays.
+      "mixing": the rate's interval lies below 1: the starts are forgetting, at the fitted rate (the verdict
+        comes from the rate, not from where the run stops).
+      "separated": the rate's interval reaches 1 (no decay resolved), relative stays above eps, and the run
+        covered at least two predicted mixing times (or r == 1): the starts keep apart.
+      "inconclusive": otherwise (fewer than 4 recorded passes to fit, or a run too short to call a flat distance
+        separated); the reason says which.
+    """
+    from types import SimpleNamespace
+
+    from .runtime import generation_rng
+
+    if not isinstance(room, LucierRoom):
+        raise TypeError(f"room must be a LucierRoom, got {type(room).__name__}")
+    if not isinstance(starts, dict) or len(starts) < 2:
+        raise ValueError("starts must be a dict {name: waveform} with at least two starts")
+    for name, v in (("n_passes", n_passes), ("stride", stride)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+    n_passes, stride = int(n_passes), int(stride)
+    if stride > n_passes:
+        raise ValueError(f"stride={stride} exceeds n_passes={n_passes}: nothing is recorded between pass 0 and "
+                         "the last")
+    if not 0 < eps < 1:
+        raise ValueError(f"eps must be in (0, 1), got {eps}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if not floor_factor >= 1:
+        raise ValueError(f"floor_factor must be >= 1, got {floor_factor}")
+    if fit_from is not None and (isinstance(fit_from, bool) or int(fit_from) != fit_from
+                                 or not 0 <= fit_from < n_passes):
+        raise ValueError(f"fit_from must be a pass in [0, n_passes={n_passes}) or None, got {fit_from!r}")
+    names = tuple(starts)
+    waves = []
+    for name in names:
+        w = np.asarray(starts[name], dtype=np.float64)
+        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or not np.any(w):
+            raise ValueError(f"start {name!r} must be a non-empty, finite, non-silent 1-D waveform, got shape "
+                             f"{w.shape}")
+        waves.append(w)
+    noisy = bool(room.add_noise)
+    ref = names[0] if noise_reference is None else noise_reference
+    if ref not in names:
+        raise ValueError(f"noise_reference={noise_reference!r} is not one of the starts {list(names)}")
+    i_ref = names.index(ref)
+
+    gap = spectral_gap(room, band)
+    freqs, gain = _window_gain(room)
+    mask = _in_band(freqs, band)
+    top = int(np.argmin(np.abs(freqs[mask] - gap.f1)))  # f1's index among the band's bins
+    recorded = set(range(0, n_passes + 1, stride)) | {n_passes}
+    x = np.stack([room.window(w) for w in waves])  # (S, L) float32, as the chain stores it
+    twin = x[i_ref].copy() if noisy else None
+    with np.errstate(divide="ignore"):
+        log_mag0 = np.log(np.abs(sfft.rfft(x.astype(np.float64), axis=-1))[:, mask])
+        log_gain = np.log(gain[mask])
+    log_mag0, log_gain = np.maximum(log_mag0, -745.0), np.maximum(log_gain, -745.0)  # log(0): a dead bin
+
+    iu = np.triu_indices(len(names), 1)
+    rms = lambda m: float(np.sqrt(np.mean(m[iu] ** 2)))  # noqa: E731 - RMS over pairs of starts
+    passes, pair, mode, noise, mode_noise, pred = [], [], [], [], [], []
+    for n in range(n_passes + 1):
+        if n:
+            x = np.stack([room.step(x[i], SimpleNamespace(rng=generation_rng(seed + i, n)))
+                          for i in range(len(names))])
+            if noisy:
+                twin = room.step(twin, SimpleNamespace(rng=generation_rng(seed + i_ref, n, 1)))
+        if n not in recorded:
+            continue
+        rows = x if not noisy else np.concatenate([x, twin[None]])
+        mag = np.abs(sfft.rfft(rows.astype(np.float64), axis=-1))[:, mask]
+        u = mag / np.linalg.norm(mag, axis=1, keepdims=True)
+        v = mag / np.maximum(mag[:, top:top + 1], np.finfo(np.float64).tiny)
+        passes.append(n)
+        pair.append(_pair_matrix(u[: len(names)]))
+        mode.append(rms(_pair_matrix(v[: len(names)])))
+        if noisy:
+            noise.append(float(np.linalg.norm(u[i_ref] - u[-1])))
+            mode_noise.append(float(np.linalg.norm(v[i_ref] - v[-1])))
+        lp = log_mag0 + n * log_gain
+        up = np.exp(lp - lp.max(axis=1, keepdims=True))
+        pred.append(rms(_pair_matrix(up / np.linalg.norm(up, axis=1, keepdims=True))))
+    recorded = np.asarray(passes)
+    pair, mode = np.stack(pair), np.asarray(mode)
+    distance = np.sqrt(np.mean(pair[:, iu[0], iu[1]] ** 2, axis=1))
+    noise_distance = np.asarray(noise) if noisy else None
+    mode_noise_distance = np.asarray(mode_noise) if noisy else None
+    sub = lambda d, w: np.sqrt(np.maximum(d ** 2 - w ** 2, 0.0)) if noisy else d.copy()  # noqa: E731
+    excess, mode_excess = sub(distance, noise_distance), sub(mode, mode_noise_distance)
+    if not excess[0] > 0:
+        raise ValueError("the starts have one magnitude spectrum in the band at pass 0 (distance 0): give starts "
+                         "that differ (a sound and its time reversal look the same to this distance)")
+    relative = excess / excess[0]
+    last_q = recorded >= recorded[-1] - max(n_passes // 4, stride)
+    last_q[-2:] = True  # at least two points
+    floor = float(np.median(noise_distance[last_q]) / excess[0]) if noisy else None
+
+    above = (mode > floor_factor * mode_noise_distance if noisy else relative > 1e-6) & (mode_excess > 0)
+    end = int(recorded[np.flatnonzero(above)[-1]]) if above.any() else 0
+    fit_from = end // 3 if fit_from is None else int(fit_from)
+    use = (recorded >= fit_from) & (recorded <= end) & above
+    fit_n, fit_d = recorded[use].astype(np.float64), mode_excess[use]
+    nan2 = (math.nan, math.nan)
+    if len(fit_n) >= 4:
+        slope, se, width = _fit_rate(fit_n, fit_d, level)
+        if noisy:  # how far the slope moves when only points twice as far above the floor are kept
+            strict = use & (mode > 2 * floor_factor * mode_noise_distance)
+            if strict.sum() >= 4:
+                width += abs(_fit_rate(recorded[strict].astype(np.float64), mode_excess[strict], level)[0] - slope)
+        rate, rate_iv = math.exp(slope), (math.exp(slope - width), math.exp(slope + width))
+        fit_passes = (int(fit_n[0]), int(fit_n[-1]))
+    else:
+        rate, rate_iv, se, fit_passes = math.nan, nan2, math.nan, (None, None)
+    mt = lambda r: math.inf if not r < 1 else float(np.log(eps) / np.log(r)) if r > 0 else 1.0  # noqa: E731
+    mixing_time = mt(rate) if np.isfinite(rate) else math.nan
+    mixing_iv = (mt(rate_iv[0]), mt(rate_iv[1])) if np.isfinite(rate) else nan2
+    predicted_time = gap.mixing_time(eps)
+    off = relative > eps
+    passes_to_eps = None if off[-1] else int(recorded[np.flatnonzero(off)[-1] + 1]) if off.any() else 0
+
+    last_rel = relative[last_q]
+    fit_text = (f"rate {rate:.6g} [{rate_iv[0]:.6g}, {rate_iv[1]:.6g}] over passes {fit_passes[0]}-"
+                f"{fit_passes[1]} (predicted r = {gap.ratio:.6g})" if np.isfinite(rate) else "no rate fitted")
+    if (last_rel <= eps).all():
+        verdict = "mixed"
+        reason = (f"the distance between starts{' above the noise floor' if noisy else ''} is <= eps={eps:g} of its "
+                  f"start over the last quarter (at most {last_rel.max():.3g}; from pass {passes_to_eps}); "
+                  f"{fit_text}")
+    elif np.isfinite(rate) and rate_iv[1] < 1:
+        verdict = "mixing"
+        reason = (f"{fit_text}: the starts forget at this rate, a factor eps={eps:g} every {mixing_time:.0f} passes "
+                  f"(predicted {predicted_time:.0f}); now at {relative[-1]:.3g} of the start")
+    elif np.isfinite(rate) and (n_passes >= 2 * predicted_time or not math.isfinite(predicted_time)):
+        verdict = "separated"
+        reason = (f"{fit_text}: no decay resolved, and the distance stays at {relative[-1]:.3g} of its start "
+                  f"(> eps={eps:g}) after {n_passes} passes")
+    elif np.isfinite(rate):
+        verdict = "inconclusive"
+        reason = (f"{fit_text}: no decay resolved yet, but the run ({n_passes} passes) is shorter than two "
+                  f"predicted mixing times ({predicted_time:.0f} each): run longer")
+    else:
+        verdict = "inconclusive"
+        reason = (f"only {len(fit_n)} recorded passes from fit_from={fit_from} to pass {end} lie above the floor "
+                  "(4 needed): record more often (smaller stride) or start the fit earlier")
+    finals = {name: float(freqs[mask][np.argmax(np.abs(sfft.rfft(x[i].astype(np.float64)))[mask])])
+              for i, name in enumerate(names)}
+    settings = {"eps": eps, "n_passes": n_passes, "stride": stride, "seed": seed, "fit_from": int(fit_from),
+                "level": level, "noisy": noisy, "noise_reference": ref if noisy else None,
+                "floor_factor": floor_factor, "snr_db": float(room.snr_db) if noisy else None}
+    return MixingReport(names=names, passes=recorded, pair_distance=pair, distance=distance,
+                        noise_distance=noise_distance, excess=excess, relative=relative,
+                        predicted_distance=np.asarray(pred), mode_distance=mode,
+                        mode_noise_distance=mode_noise_distance, mode_excess=mode_excess, rate=rate,
+                        rate_interval=rate_iv, rate_se=se, fit_passes=fit_passes, n_fit=int(len(fit_n)),
+                        predicted_rate=gap.ratio, mixing_time=mixing_time, mixing_time_interval=mixing_iv,
+                        predicted_mixing_time=predicted_time, passes_to_eps=passes_to_eps, floor=floor,
+                        final_frequencies=finals, gap=gap, verdict=verdict, reason=reason, settings=settings)
+
+
 def logmel_frames(wave: np.ndarray, sample_rate: int, *, n_mels: int = 40, n_fft: int = 1024,
                   hop: int = 256, top_db: float = 80.0) -> np.ndarray:
     """(frames, n_mels) log-mel energies in dB relative to the loudest frame's peak, silent frames dropped."""
@@ -352,6 +726,73 @@ def start_signals(voice: np.ndarray, sample_rate: int, *, seed: int = 0) -> dict
     return {k: v * rms / np.sqrt(np.mean(v ** 2)) for k, v in out.items()}
 
 
+MIN_RIR_SECONDS = 0.01  # a room's impulse response shorter than 10 ms holds no reverberation to resonate with
+
+
+class LockInWarning(UserWarning):
+    """The Lucier chain, as configured, is predicted not to lock onto its resonance within its passes."""
+
+
+def check_rir_length(rir: np.ndarray, sample_rate: int, path) -> None:
+    """A measured impulse response must last at least MIN_RIR_SECONDS (and 16 samples): a shorter one is a
+    filter, not a room, and the loop would run to the end with no resonance to find (lock_in_pass null)."""
+    need = max(16, int(math.ceil(MIN_RIR_SECONDS * sample_rate)))
+    if len(rir) < need:
+        raise ValueError(f"rir_path: {path} holds {len(rir)} sample(s) ({len(rir) / sample_rate * 1000:.2f} ms at "
+                         f"{sample_rate} Hz); an impulse response must last at least {MIN_RIR_SECONDS * 1000:g} ms "
+                         f"({need} samples) to describe a room: record or export a longer one (the whole "
+                         "reverberation tail), or leave rir_path empty for the simulated shoebox")
+
+
+def predicted_lock_in(room: LucierRoom, voice_window: np.ndarray, band: tuple[float, float], n_passes: int,
+                      *, tolerance_hz: float | None = None, horizon: int = 5000) -> tuple[int | None, float]:
+    """(the lock_in_pass the closed form predicts within n_passes, or None; the pass from which it stays locked
+    for ever, inf when never or not within `horizon` passes). The closed form is the noiseless |X0| |G|^n on the
+    window's grid (float32 rounding, or the microphone noise, floors |X0| in every bin); lock_in_pass's rule:
+    the dominant frequency stays within tolerance_hz (default one bin) of f* to the last pass. Cheap: no pass is
+    simulated (exact for tail="circular" without noise)."""
+    freqs, mag0 = spectrum(np.asarray(voice_window, np.float64), room.sample_rate)
+    mag0 = mag0[0]
+    floor = (np.sqrt(np.mean(mag0 ** 2)) * 10 ** (-room.snr_db / 20) if room.add_noise else mag0.max() * 1e-7)
+    mask = _in_band(freqs, band)
+    f_band = freqs[mask]
+    a = np.log(np.maximum(mag0[mask], floor))
+    b = np.log(np.maximum(room.gain_on(freqs)[mask], 1e-300))
+    f_star = predicted_resonance(room, band)
+    tol = room.sample_rate / room.length if tolerance_hz is None else tolerance_hz
+    # past `bound` the bin of f* itself leads every bin outside the tolerance for ever (lines a + n b)
+    top = int(np.argmin(np.abs(f_band - f_star)))
+    off = np.abs(f_band - f_star) > tol
+    lead, gap = a[off] - a[top], b[top] - b[off]
+    if np.any((gap <= 0) & (lead >= 0)):
+        bound = math.inf
+    else:
+        bound = float(np.max(np.where(lead > 0, lead / np.maximum(gap, 1e-300), 0.0), initial=0.0))
+    last = int(max(n_passes, min(math.ceil(bound) if math.isfinite(bound) else horizon, horizon)))
+    dominant = np.empty(last + 1)
+    for lo in range(0, last + 1, 64):
+        n = np.arange(lo, min(lo + 64, last + 1))[:, None]
+        dominant[lo:lo + len(n)] = f_band[np.argmax(a + n * b, axis=1)]
+    within = lock_in_pass(dominant[: n_passes + 1], f_star, tol)
+    forever = lock_in_pass(dominant, f_star, tol) if bound <= last else None
+    return within, math.inf if forever is None else float(forever)
+
+
+def warn_if_no_lock_in(setup: "LucierSetup", n_passes: int) -> int | None:
+    """A LockInWarning, before the chain runs, when the closed form says the dominant frequency does not settle
+    on the predicted resonance within n_passes (so lock_in_pass would be null); returns the predicted pass."""
+    within, needed = predicted_lock_in(setup.room, setup.room.window(setup.voice), setup.band, n_passes)
+    if within is None:
+        how = ("not within 5,000 passes, or never (two frequencies of the analysis band may have the same gain "
+               "|G|)" if not math.isfinite(needed) else f"only from pass {needed:.0f} on")
+        warnings.warn(f"01_lucier_room: with n_iterations={n_passes} the loop is predicted not to lock onto its "
+                      f"resonance f* = {predicted_resonance(setup.room, setup.band):.1f} Hz (lock_in_pass will be "
+                      f"null): the closed form |X0| |G|^n settles there {how}. "
+                      + (f"Raise n_iterations to at least {needed:.0f}." if math.isfinite(needed) else
+                         "Change the room or the loudspeaker band."), LockInWarning, stacklevel=3)
+    return within
+
+
 SOURCES = ("audio", "chain", "runtime")  # the code a Lucier chain's numbers depend on
 CHAIN_KEYS = ("seed", "voice_path", "voice_seconds", "sample_rate", "rir_path", "room_dims", "rt60", "source_pos",
               "mic_pos", "rir_highpass", "wet_mix", "add_noise", "snr_db", "band_low_hz", "band_high_hz",
@@ -365,6 +806,7 @@ def setup_from_config(cfg) -> LucierSetup:
     if cfg.rir_path:
         rir_path = Path(cfg.rir_path).expanduser()
         rir = load_audio(rir_path, sample_rate=cfg.sample_rate, what="rir_path")
+        check_rir_length(rir, cfg.sample_rate, rir_path)
         rir_source, rir_fp = f"measured IR: {rir_path.name}", file_fingerprint(rir_path)
     else:
         rir = shoebox_rir(cfg.room_dims, cfg.rt60, cfg.source_pos, cfg.mic_pos, sample_rate=cfg.sample_rate,
@@ -388,6 +830,7 @@ def run_lucier(cfg, *, progress: bool = True, cache: bool = True):
     from .chain import run_chain
 
     setup = setup_from_config(cfg)
+    warn_if_no_lock_in(setup, cfg.n_iterations)  # before any pass is computed
     run_dir = None
     if cache:
         run_dir = store.run_dir("lucier", {k: cfg[k] for k in CHAIN_KEYS}, setup.fingerprint, modules=SOURCES)

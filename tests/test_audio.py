@@ -1,3 +1,4 @@
+import json
 import time
 
 import numpy as np
@@ -259,3 +260,184 @@ def test_start_signals_share_length_and_level_but_not_content():
     assert not np.array_equal(starts["white noise"], start_signals(voice, 16000, seed=1)["white noise"])
     with pytest.raises(ValueError, match="1-D"):
         start_signals(np.zeros((2, 100)), 16000)
+
+
+# ------------------------------------------------------------------------------ mixing: spectral gap, several starts
+def designed_room(gains: dict, *, length=512, base=0.5, **kw):
+    """A circular room whose transfer on the window's grid is chosen: |G| = base everywhere except the given
+    bins (the impulse response is the inverse DFT of the real, zero-phase gains, so H equals them exactly)."""
+    g = np.full(length // 2 + 1, base)
+    for k, v in gains.items():
+        g[k] = v
+    room = audio.LucierRoom(rir=np.fft.irfft(g, length), length=length, sample_rate=SR, **kw)
+    room.target_level = 0.1
+    return room
+
+
+GAINS = {40: 1.0, 80: 0.9, 100: 0.7}  # top bin 40 (625 Hz), runner-up 80 (1250 Hz): r = 0.9
+FULL = (0.0, SR / 2)
+
+
+def noise_starts(n, seed=0, length=400):
+    rng = np.random.default_rng(seed)
+    return {f"noise {i}": rng.standard_normal(length) for i in range(n)}
+
+
+def test_spectral_gap_reads_the_rooms_own_transfer(rng):
+    room = designed_room(GAINS)
+    np.testing.assert_allclose(np.abs(room.G)[[40, 80, 100]], [1.0, 0.9, 0.7], atol=1e-12)
+    gap = audio.spectral_gap(room, FULL)
+    assert (gap.f1, gap.f2) == (40 * SR / 512, 80 * SR / 512) and gap.bin_hz == SR / 512 and gap.exact
+    assert gap.g1 == pytest.approx(1.0) and gap.g2 == pytest.approx(0.9) and gap.ratio == pytest.approx(0.9)
+    assert audio.predicted_mixing_time(room, FULL) == pytest.approx(np.log(0.05) / np.log(0.9))
+    assert audio.predicted_mixing_time(room, FULL, eps=0.01) == pytest.approx(np.log(0.01) / np.log(0.9))
+    # a band that leaves the top bin out: the next two lead, and the bin outside is reported
+    low = audio.spectral_gap(room, (700.0, 4000.0))
+    assert low.f1 == 80 * SR / 512 and low.ratio == pytest.approx(0.7 / 0.9)
+    assert low.outside_ratio == pytest.approx(1.0 / 0.9)
+    # a real shoebox: the two largest |G| in the band, sorted by hand, and f1 is the predicted resonance
+    rir, _ = random_room(rng)
+    real = room_for(rir, 2000, band_low_hz=60, band_high_hz=3500)
+    band = audio.analysis_band(SR, 60, 3500)
+    f = np.fft.rfftfreq(real.length, 1 / SR)
+    inside = np.sort(np.abs(real.G)[(f >= band[0]) & (f <= band[1])])[::-1]
+    gap = audio.spectral_gap(real, band)
+    assert (gap.g1, gap.g2) == (inside[0], inside[1])
+    assert gap.f1 == audio.predicted_resonance(real, band)
+    assert json.loads(json.dumps(gap.to_json()))["ratio"] == gap.ratio
+    flat = designed_room({40: 1.0, 80: 1.0})
+    assert audio.predicted_mixing_time(flat, FULL) == np.inf
+    with pytest.raises(ValueError, match="eps"):
+        gap.mixing_time(1.5)
+    with pytest.raises(ValueError, match="holds 1 frequency bin"):
+        audio.spectral_gap(room, (620.0, 630.0))
+
+
+def test_default_room_predicts_a_mixing_time_of_hundreds_of_passes():
+    """The reviewer's numbers: the default room's runner-up bin is at 0.9966 of the peak, 0.17 Hz away."""
+    setup = audio.setup_from_config(config.load_config("01_lucier_room", "quick"))
+    gap = audio.spectral_gap(setup.room, setup.band)
+    assert gap.ratio == pytest.approx(0.9966, abs=1e-4)
+    assert abs(gap.f2 - gap.f1) == pytest.approx(setup.room.sample_rate / setup.room.length)  # neighbours
+    assert gap.bin_hz == pytest.approx(0.1732, abs=1e-4)
+    assert 100 < audio.predicted_mixing_time(setup.room, setup.band) < 1000  # 878 passes
+
+
+def mode_distance_by_hand(room, starts, n):
+    """The top-bin-relative distance in closed form: bin k of start A reads a_k r_k^n, a_k = |X0(k)| / |X0(f1)|."""
+    x0 = np.stack([room.window(s) for s in starts.values()]).astype(np.float64)
+    mag = np.abs(np.fft.rfft(x0, axis=1))
+    a = mag / mag[:, [40]]
+    v = a * (np.abs(room.G) / np.abs(room.G)[40]) ** n
+    d2 = [np.sum((v[i] - v[j]) ** 2) for i in range(len(v)) for j in range(i + 1, len(v))]
+    return np.sqrt(np.mean(d2))
+
+
+def test_multistart_mixing_fits_the_closed_form_rate():
+    room = designed_room(GAINS)
+    starts = noise_starts(3)
+    rep = audio.multistart_mixing(room, starts, FULL, n_passes=150, stride=2)
+    assert rep.verdict == "mixed", rep.reason
+    assert rep.rate_interval[0] <= 0.9 <= rep.rate_interval[1] and rep.rate == pytest.approx(0.9, abs=1e-3)
+    assert rep.predicted_rate == pytest.approx(0.9)
+    assert rep.mixing_time == pytest.approx(np.log(0.05) / np.log(0.9), rel=0.01)
+    assert rep.predicted_mixing_time == pytest.approx(np.log(0.05) / np.log(0.9))
+    # the simulated distances are the closed form's: unit-norm (|X0| |G|^n) and top-bin-relative
+    np.testing.assert_allclose(rep.distance, rep.predicted_distance, atol=1e-5)
+    for n in (0, 10, 40):
+        i = int(np.flatnonzero(rep.passes == n)[0])
+        assert rep.mode_distance[i] == pytest.approx(mode_distance_by_hand(room, starts, n), rel=1e-4)
+    assert list(rep.passes[:3]) == [0, 2, 4] and rep.passes[-1] == 150
+    assert rep.noise_distance is None and rep.floor is None and np.array_equal(rep.excess, rep.distance)
+    assert set(rep.final_frequencies.values()) == {40 * SR / 512}
+    # passes_to_eps: from there on the relative distance stays below eps, and not before
+    i = int(np.flatnonzero(rep.passes == rep.passes_to_eps)[0])
+    assert (rep.relative[i:] <= 0.05).all() and rep.relative[i - 1] > 0.05
+    assert json.loads(json.dumps(rep.to_json()))["verdict"] == "mixed"
+
+
+def test_multistart_mixing_verdicts_follow_the_rate():
+    # r = 0.97 for 60 passes (0.6 of a mixing time): still apart, but the fitted rate says it is mixing
+    slow = audio.multistart_mixing(designed_room({40: 1.0, 80: 0.97, 100: 0.7}), noise_starts(3), FULL,
+                                   n_passes=60, stride=2)
+    assert slow.verdict == "mixing", slow.reason
+    assert slow.relative[-1] > 0.05 and slow.rate_interval[0] <= 0.97 <= slow.rate_interval[1] < 1
+    assert slow.mixing_time == pytest.approx(np.log(0.05) / np.log(0.97), rel=0.01)
+    # two equal top bins (r = 1): the starts keep whatever mix of the two they began with
+    flat = audio.multistart_mixing(designed_room({40: 1.0, 80: 1.0, 100: 0.7}), noise_starts(3), FULL,
+                                   n_passes=100, stride=2)
+    assert flat.verdict == "separated", flat.reason
+    assert flat.rate_interval[0] <= 1.0 <= flat.rate_interval[1] and flat.relative[-1] > 0.1
+    assert flat.predicted_mixing_time == np.inf and flat.mixing_time == np.inf
+    # a slow room run briefly: no decay resolved, but too short to say "separated"
+    brief = audio.multistart_mixing(designed_room({40: 1.0, 80: 0.995}), noise_starts(2), FULL, n_passes=20,
+                                    stride=2)
+    assert brief.verdict == "inconclusive" and "shorter than two predicted mixing times" in brief.reason
+    assert brief.rate_interval[0] < 1 <= brief.rate_interval[1]
+    # too few recorded passes to fit
+    few = audio.multistart_mixing(designed_room({40: 1.0, 80: 0.99}), noise_starts(2), FULL, n_passes=6,
+                                  stride=3)
+    assert few.verdict == "inconclusive" and "4 needed" in few.reason and np.isnan(few.rate)
+
+
+def test_noisy_loop_decays_to_its_noise_floor_at_the_predicted_rate():
+    room = designed_room(GAINS, add_noise=True, snr_db=30.0)
+    starts = noise_starts(3)
+    rep = audio.multistart_mixing(room, starts, FULL, n_passes=150, stride=2, seed=0)
+    assert rep.verdict == "mixed", rep.reason
+    assert rep.rate_interval[0] <= 0.9 <= rep.rate_interval[1]
+    # the distance ends at the floor: as far apart as one start from its own noise twin
+    assert rep.floor > 0.01 and rep.noise_distance[0] == 0
+    assert rep.distance[-1] == pytest.approx(rep.noise_distance[-1], rel=0.3)
+    assert rep.distance[-1] > 0.5 * rep.floor * rep.excess[0]  # not 0: noise keeps them apart
+    # start i is the chain run_chain(seed=seed + i) runs: the recorded distances agree with those chains
+    band = np.ones(room.length // 2 + 1, bool)
+    ends = []
+    for i, s in enumerate(starts.values()):
+        last = run_chain(room.step, room.window(s), 150, seed=0 + i, progress=False).states[-1]
+        m = np.abs(np.fft.rfft(np.asarray(last, np.float64)))[band]
+        ends.append(m / np.linalg.norm(m))
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert rep.pair_distance[-1, i, j] == pytest.approx(np.linalg.norm(ends[i] - ends[j]), rel=1e-6)
+    again = audio.multistart_mixing(room, starts, FULL, n_passes=150, stride=2, seed=0)
+    np.testing.assert_array_equal(again.distance, rep.distance)
+    other = audio.multistart_mixing(room, starts, FULL, n_passes=150, stride=2, seed=1)
+    assert not np.array_equal(other.distance, rep.distance)
+
+
+def test_default_room_mixes_at_its_predicted_rate():
+    """The real default room, two very different starts (the voice and white noise), run for two predicted
+    mixing times (1760 passes, ~5 s): the fitted rate is the spectral gap's r, so the verdict does not depend on
+    where the run stops."""
+    setup = audio.setup_from_config(config.load_config("01_lucier_room", "quick"))
+    starts = {"voice": setup.voice, "white noise": np.random.default_rng(23).standard_normal(setup.voice.size)}
+    predicted = audio.predicted_mixing_time(setup.room, setup.band)
+    rep = audio.multistart_mixing(setup.room, starts, setup.band, n_passes=int(2 * predicted), stride=40)
+    assert rep.verdict in ("mixed", "mixing"), rep.reason
+    assert rep.rate_interval[0] <= rep.predicted_rate <= rep.rate_interval[1]
+    assert rep.mixing_time == pytest.approx(predicted, rel=0.01)
+    assert set(rep.final_frequencies.values()) == {rep.gap.f1}
+
+
+def test_multistart_mixing_errors():
+    room = designed_room(GAINS)
+    two = noise_starts(2)
+    cases = [
+        (dict(starts={"one": np.ones(100)}), "at least two"), (dict(n_passes=0), "n_passes"),
+        (dict(stride=20, n_passes=10), "stride"), (dict(eps=1.0), "eps"), (dict(fit_from=10), "fit_from"),
+        (dict(level=0.0), "level"), (dict(floor_factor=0.5), "floor_factor"),
+        (dict(starts={"a": np.ones(100), "b": np.zeros(100)}), "start 'b'"),
+        (dict(starts={"a": np.ones((2, 50)), "b": np.ones(100)}), "start 'a'"),
+    ]
+    for kw, match in cases:
+        args = {"starts": two, "n_passes": 10, "stride": 2} | kw
+        with pytest.raises(ValueError, match=match):
+            audio.multistart_mixing(room, args.pop("starts"), FULL, **args)
+    noisy = designed_room(GAINS, add_noise=True)
+    with pytest.raises(ValueError, match="noise_reference"):
+        audio.multistart_mixing(noisy, two, FULL, n_passes=4, stride=2, noise_reference="nobody")
+    x = np.random.default_rng(0).standard_normal(400)
+    with pytest.raises(ValueError, match="one magnitude spectrum"):  # one sound, twice as loud
+        audio.multistart_mixing(room, {"x": x, "2x": 2 * x}, FULL, n_passes=4, stride=2)
+    with pytest.raises(TypeError, match="LucierRoom"):
+        audio.multistart_mixing("room", two, FULL, n_passes=4)
