@@ -51,5 +51,7 @@ if [ "${1:-}" = "test" ]; then
   run_tests "$@"
 else
   setup_env
-  "$PY" -m resonance_utils.run_notebooks "$@"
+  # exec: the driver takes this shell's place, so Ctrl-C, SIGTERM and the exit status (130 after an interrupt)
+  # reach it and come back unchanged
+  exec "$PY" -m resonance_utils.run_notebooks "$@"
 fi

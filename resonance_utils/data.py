@@ -397,17 +397,22 @@ def _colour_jitter(x: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 def load_imagenet5(root: str | os.PathLike = "", *, resolution: int = 32, classes: str = "", n_per_class: int = 600,
-                   seed: int = 0) -> ImageSet:
+                   seed: int = 0, samples_per_generation: int = 0) -> ImageSet:
     """ImageNet-5: a user's ImageNet or Imagenette folder, else (root="") the offline stand-in.
 
     root: a folder of class sub-folders (e.g. imagenette2/train). classes "" takes the five IMAGENET5_SYNSETS
     wnids when all five folders exist, else every sub-folder; n_per_class caps each class (the first files in
     sorted order; 0 keeps all). seed only affects the stand-in, whose crops it draws.
+    samples_per_generation > 0: the chain's N, whose class-balanced generation 0 needs N / n_classes images of
+    every class. Checked before any image is decoded (require_classes): one class, a count that does not split
+    evenly, or a class with too few images is a ValueError saying which and what to change.
     """
     if not root:
         if classes:
             raise ValueError(f"classes={classes!r} selects folders of an image folder, but root='' gives the "
                              "stand-in with its fixed five classes; pass root= your ImageNet/Imagenette folder")
+        require_classes({c: n_per_class for c in STANDIN_CLASSES}, samples_per_generation=samples_per_generation,
+                        where="the ImageNet-5 stand-in", n_per_class=n_per_class)
         return imagenet_standin(resolution=resolution, n_per_class=n_per_class, seed=seed)
     root = Path(root)
     if not classes and root.is_dir():
@@ -417,7 +422,52 @@ def load_imagenet5(root: str | os.PathLike = "", *, resolution: int = 32, classe
             # imagenette2/ holds train/ and val/: taken as two "classes" it would load without complaint
             raise FileNotFoundError(f"{root} holds a train/ folder but no class folders; pass root={root / 'train'} "
                                     "(the folder whose sub-folders are the classes)")
+    if root.is_dir():
+        counts = class_file_counts(root, classes)
+        if counts:
+            require_classes(counts, samples_per_generation=samples_per_generation, where=f"image folder {root}",
+                            n_per_class=n_per_class)
     return load_image_folder(root, resolution=resolution, classes=classes, max_per_class=n_per_class)
+
+
+def class_file_counts(root: Path, classes: str = "") -> dict[str, int]:
+    """{class: number of image files} of an image folder, without decoding any (the classes load_image_folder
+    would read; {} when a named class folder is missing, which load_image_folder then reports)."""
+    found = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else found
+    if any(c not in found for c in names):
+        return {}
+    return {c: sum(1 for f in (Path(root) / c).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                   and not f.name.startswith(".")) for c in names}
+
+
+def require_classes(counts: dict[str, int], *, samples_per_generation: int = 0, where: str = "the image set",
+                    n_per_class: int = 0) -> None:
+    """The class structure a class-retention chain needs, checked up front: at least two classes (with one,
+    class retention is 1.0 and class entropy 0 at every generation, whatever the chain does), and, when
+    samples_per_generation > 0, N / n_classes images of every class (n_per_class > 0 caps what is used)."""
+    if len(counts) < 2:
+        only = f" ({next(iter(counts))})" if counts else ""
+        raise ValueError(f"{where} has only one class{only}: the chains measure class retention and class entropy, "
+                         "which need at least two classes (with one, retention is 1.0 and entropy 0 whatever the "
+                         "chain does); add class sub-folders, or name two or more with classes=")
+    n = int(samples_per_generation or 0)
+    if n <= 0:
+        return
+    k = len(counts)
+    if n % k:
+        raise ValueError(f"samples_per_generation={n} does not split evenly over the {k} classes of {where}: "
+                         f"generation 0 takes the same number of images from every class; use a multiple of {k}")
+    need = n // k
+    usable = {c: min(v, n_per_class) if n_per_class else v for c, v in counts.items()}
+    short = {c: v for c, v in usable.items() if v < need}
+    if short:
+        listed = ", ".join(f"{c} has {v}" for c, v in short.items())
+        cap = f" (n_per_class={n_per_class} caps each class)" if n_per_class and any(
+            counts[c] > v for c, v in short.items()) else ""
+        raise ValueError(f"samples_per_generation={n} needs {need} images of every class of {where} ({n} / {k} "
+                         f"classes), but {listed}{cap}: add images, lower samples_per_generation to at most "
+                         f"{min(usable.values()) * k}, or raise n_per_class")
 
 
 def imagenet_indices(class_names) -> list[int] | None:

@@ -90,7 +90,8 @@ def imagenet5_inputs(cfg) -> tuple:
     from .features import retention_classifier
 
     real = load_imagenet5(cfg.imagenet_root, resolution=cfg.resolution, classes=cfg.classes,
-                          n_per_class=cfg.n_per_class, seed=cfg.seed)
+                          n_per_class=cfg.n_per_class, seed=cfg.seed,
+                          samples_per_generation=cfg.samples_per_generation)
     classifier, name, note = retention_classifier(real, epochs=cfg.classifier_epochs, seed=cfg.seed)
     return real, classifier, name, note
 
@@ -100,8 +101,14 @@ def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: boo
     params = {k: cfg[k] for k in MODEL_KEYS}
     folder = store.data_dir() / "models" / "diffusion" / store.run_key(params, fingerprint,
                                                                         store.package_source_hash(SOURCES))
-    if (folder / "training.json").exists():
-        return diffusion.load_model(folder)
+    # one trainer per model: a second run waits, then reads what the first saved
+    with store.lock(folder.parent / f".{folder.name}.lock", what=f"the generation-0 model {folder.name}"):
+        if (folder / "training.json").exists():
+            return diffusion.load_model(folder)
+        return _train_base_model(cfg, x0, n_classes, fingerprint, params, folder, progress)
+
+
+def _train_base_model(cfg, x0, n_classes, fingerprint, params, folder, progress):
     model = diffusion.make_unet(resolution=x0["images"].shape[1], channels=1 if x0["images"].ndim == 3 else
                                 x0["images"].shape[-1], base_channels=cfg.base_channels,
                                 channel_mult=tuple(int(c) for c in config.parse_vector("channel_mult",
@@ -300,19 +307,25 @@ def cached_features(result: chain.ChainResult, *, network: str = "mnist", model=
     compute = features.inception_features if network == "inception" else features.embed
     out = []
     for g, state in enumerate(result.states):
-        path = None if result.run_dir is None else Path(result.run_dir) / f"gen_{g:03d}" / FEATURE_FILES[network]
-        if path is not None and path.exists():
-            out.append(np.load(path))
+        folder = None if result.run_dir is None else chain.gen_dir(result.run_dir, g)
+        name = FEATURE_FILES[network]
+        if folder is not None and (folder / name).exists():
+            out.append(chain.load_extra(folder, name))  # checked against the generation's record
             continue
         if model is None:
             raise ValueError(f"generation {g} has no cached {network} features: pass the feature model")
         f = compute(model, state["images"])
-        if path is not None:
-            with store.atomic_path(path) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, f)
+        if folder is not None:
+            chain.save_extra(folder, name, _npy_writer(f))
         out.append(f)
     return out
+
+
+def _npy_writer(array: np.ndarray):
+    def write(path):
+        with open(path, "wb") as fh:
+            np.save(fh, array)
+    return write
 
 
 def exemplar_rows(states: list[dict], *, rows: int = 10, by: str = "class", seed: int = 0) -> np.ndarray:

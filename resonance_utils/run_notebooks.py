@@ -1,11 +1,20 @@
 """Execute the notebooks with papermill: python -m resonance_utils.run_notebooks [--profile P] [--only NAME] ...
 
-run_all.sh calls this after setting up the environment. A notebook is skipped when its inputs (the notebook,
-its profile's YAML, the overrides and the package's source) are unchanged since its last successful run and its
-outputs are still there; --force runs it anyway.
+run_all.sh calls this after setting up the environment. A notebook is skipped only when its inputs (the
+notebook, its profile's YAML, the overrides and the package's source) are unchanged since its last successful
+run, that run wrote to the same figures and data folders as this one, and the outputs it recorded are still in the
+figures folder, byte for byte, recorded in the manifest under that run's id (`stale_reason` says why not);
+--force runs it anyway.
 
 --jobs N runs up to N notebooks at once, each in its own process, never before the notebooks it reads
 (DEPENDENCIES) have finished; several GPUs are shared out one per job, CPU threads split evenly.
+
+Interrupts: Ctrl-C (SIGINT) or SIGTERM stops every kernel at once, prints one line per notebook (finished,
+interrupted, not started) and exits 130 (143 for SIGTERM); chains keep every generation they committed. Each
+kernel is started so that it dies with the process that started it (Linux: PR_SET_PDEATHSIG), so SIGKILL of the
+whole process group stops the kernels too. Kernel connection files and worker results live in build/<profile>/
+(.runtime/, .jobs/), never in the system's temporary folder, and are removed at the end (a killed run's, at the
+next run).
 """
 from __future__ import annotations
 
@@ -13,11 +22,17 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
+import uuid
+import warnings
 from pathlib import Path
 
 from . import config, store
@@ -71,42 +86,279 @@ def ensure_kernel() -> None:
 
 
 SKIPPED = ("skipped", 0.0, "unchanged (use --force to rerun)")
+STAMP_FORMAT = 2
+
+
+def stamp_path(stem: str, profile: str) -> Path:
+    """build/<profile>/<stem>.done: what the notebook's last successful run read and wrote (JSON)."""
+    return build_dir(profile) / f"{stem}.done"
+
+
+def recorded_outputs(stem: str, figures: Path, run: str) -> dict[str, dict]:
+    """{file: {"size", "sha256"}} of the outputs that run `run` of notebook `stem` recorded in the manifest of
+    `figures` (store.Outputs records each with its run id), and the notebook's numbers file <stem>.json."""
+    manifest = store.read_manifest(figures)
+    files = {f for f, rec in manifest.items() if isinstance(rec, dict) and rec.get("run_id") == run
+             and rec.get("notebook", stem) == stem}
+    if (figures / f"{stem}.json").is_file():
+        files.add(f"{stem}.json")
+    return {f: store.file_record(figures / f) for f in sorted(files) if (figures / f).is_file()}
+
+
+def write_stamp(stem: str, profile: str, key: str, run: str) -> Path:
+    figures = store.figures_dir(profile)
+    return store.write_json(stamp_path(stem, profile), {
+        "format": STAMP_FORMAT, "inputs": key, "run_id": run, "figures_dir": str(figures),
+        "data_dir": str(store.data_dir()), "outputs": recorded_outputs(stem, figures, run),
+        "finished": store._now()})
+
+
+def stale_reason(stem: str, profile: str, overrides: dict, *, key: str | None = None) -> str | None:
+    """None when the notebook may be skipped; else why it must run: no stamp, other inputs, another figures or
+    data folder than its last run's, or outputs that are gone, changed, or recorded by another run since."""
+    stamp = stamp_path(stem, profile)
+    if not stamp.exists():
+        return "no successful run recorded"
+    try:
+        rec = json.loads(stamp.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        rec = None
+    if not isinstance(rec, dict) or rec.get("format") != STAMP_FORMAT:
+        return f"{stamp} is from an older version or damaged"
+    if rec.get("inputs") != (key or inputs_hash(stem, profile, overrides)):
+        return "its inputs changed"
+    figures, data = store.figures_dir(profile), store.data_dir()
+    if rec.get("figures_dir") != str(figures):
+        return f"its last run wrote to the figures folder {rec.get('figures_dir')}, not {figures}"
+    if rec.get("data_dir") != str(data):
+        return f"its last run used the data folder {rec.get('data_dir')}, not {data}"
+    outputs = rec.get("outputs") or {}
+    if f"{stem}.json" not in outputs:
+        return f"its numbers file {stem}.json was not written"
+    manifest = store.read_manifest(figures)
+    for f, want in outputs.items():
+        path = figures / f
+        if not path.is_file():
+            return f"{path} is gone"
+        if path.stat().st_size != want.get("size") or store.file_checksum(path) != want.get("sha256"):
+            return f"{path} was rewritten since (by another run)"
+        entry = manifest.get(f)
+        if isinstance(entry, dict) and entry.get("run_id") not in (None, rec.get("run_id")):
+            return f"{path} was recorded by another run since"
+    return None
 
 
 def up_to_date(stem: str, profile: str, overrides: dict, *, key: str | None = None) -> bool:
-    """True when the notebook's last successful run had these inputs and its numbers file is still there."""
-    done = build_dir(profile) / f"{stem}.done"
-    key = key or inputs_hash(stem, profile, overrides)
-    return (done.exists() and done.read_text().strip() == key
-            and (store.figures_dir(profile) / f"{stem}.json").exists())
+    """True when the notebook may be skipped (stale_reason is None)."""
+    return stale_reason(stem, profile, overrides, key=key) is None
+
+
+def check_manifest_now(profile: str) -> None:
+    """Repair a damaged manifest of the figures folder before anything runs, saying so on the console."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", store.ManifestWarning)
+        store.check_manifest(store.figures_dir(profile))
+    for w in caught:
+        print(f"  warning: {w.message}", file=sys.stderr, flush=True)
 
 
 def run_one(stem: str, profile: str, overrides: dict, *, force: bool) -> tuple[str, float, str]:
-    """Returns (status, seconds, message) with status 'ran', 'skipped' or 'failed'."""
+    """Returns (status, seconds, message) with status 'ran', 'skipped' or 'failed'. An interrupt (Ctrl-C,
+    SIGTERM) stops the kernel at once and is raised again (KeyboardInterrupt) after a line in the log."""
     import papermill as pm
 
     out_dir = build_dir(profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    executed, log, done = out_dir / f"{stem}.ipynb", out_dir / f"{stem}.log", out_dir / f"{stem}.done"
+    executed, log, done = out_dir / f"{stem}.ipynb", out_dir / f"{stem}.log", stamp_path(stem, profile)
     key = inputs_hash(stem, profile, overrides)
+    check_manifest_now(profile)
     if not force and up_to_date(stem, profile, overrides, key=key):
         return SKIPPED
     done.unlink(missing_ok=True)
+    run = f"{stem}-{uuid.uuid4().hex[:12]}"
     t0 = time.perf_counter()
     try:
-        with open(log, "w") as logf, _stderr_to(logf):
+        with open(log, "w") as logf, _stderr_to(logf), _kernel_env(profile, run):
             pm.execute_notebook(str(notebooks_dir() / f"{stem}.ipynb"), str(executed),
                                 parameters={"profile": profile, **overrides}, kernel_name=KERNEL,
                                 cwd=str(notebooks_dir()), progress_bar=False, log_output=False,
-                                stdout_file=logf, stderr_file=logf)
+                                stdout_file=logf, stderr_file=logf, kernel_manager_class=kernel_manager_class())
+    except KeyboardInterrupt:
+        stop_kernels()
+        with open(log, "a") as logf:
+            logf.write(f"\ninterrupted after {time.perf_counter() - t0:.1f} s\n")
+        raise
     except Exception as e:  # papermill raises PapermillExecutionError with the failing cell's traceback
         with open(log, "a") as logf:
             logf.write("\n" + "".join(traceback.format_exception(e)))
-        first = str(e).strip().splitlines()
-        reason = next((ln for ln in reversed(first) if ln.strip()), type(e).__name__)
-        return "failed", time.perf_counter() - t0, f"{reason[:300]}\n    log: {log}\n    executed notebook: {executed}"
-    done.write_text(key + "\n")
+        return ("failed", time.perf_counter() - t0,
+                f"{failure_reason(e)}\n    log: {log}\n    executed notebook: {executed}")
+    write_stamp(stem, profile, key, run)
     return "ran", time.perf_counter() - t0, f"executed notebook: {executed}"
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MAX_REASON = 2000
+
+
+def failure_reason(e: BaseException) -> str:
+    """The line of a notebook's failure the console shows: the exception's last line (papermill's message ends
+    with 'ErrorName: message'), colour codes stripped, whole up to MAX_REASON characters (the errors of this
+    project put the fix at the end of the line)."""
+    lines = [ANSI.sub("", ln) for ln in str(e).strip().splitlines()]
+    reason = next((ln.strip() for ln in reversed(lines) if ln.strip()), type(e).__name__)
+    if len(reason) > MAX_REASON:
+        reason = reason[:MAX_REASON] + " ... (the rest is in the log)"
+    return reason
+
+
+# ------------------------------------------------------------------------------------------ kernels, interrupts
+_KERNELS: set = set()  # kernel managers of this process whose kernel may be running
+_INTERRUPTED = threading.Event()
+_SIGNAL = [0]  # the signal that interrupted this process
+_KM_CLASS = []
+
+
+def _die_with_parent_preexec():
+    """preexec_fn of a kernel: on Linux it gets SIGKILL when the process that started it dies (even by
+    SIGKILL), so an orphaned kernel never keeps computing and writing."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec():
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl: go now
+            os._exit(1)
+    return preexec
+
+
+def kernel_manager_class():
+    """jupyter_client's AsyncKernelManager, with kernels that die with their parent (Linux), that are
+    registered for stop_kernels, that are shut down at once (no grace period) after an interrupt, and whose
+    connection file lives in $JUPYTER_RUNTIME_DIR (run_one's private folder), not in the system's temp folder."""
+    if _KM_CLASS:
+        return _KM_CLASS[0]
+    from jupyter_client.manager import AsyncKernelManager
+
+    class GuardedKernelManager(AsyncKernelManager):
+        async def _async_pre_start_kernel(self, **kw):
+            if not self.connection_file:  # jupyter_client's default is a mkstemp file in the system's temp folder
+                folder = os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir()
+                self.connection_file = os.path.join(folder, f"kernel-{uuid.uuid4().hex[:12]}.json")
+            return await super()._async_pre_start_kernel(**kw)
+
+        pre_start_kernel = _async_pre_start_kernel
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if sys.platform.startswith("linux") and "preexec_fn" not in kw:
+                kw["preexec_fn"] = _die_with_parent_preexec()
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            _KERNELS.add(self)
+
+        _launch_kernel = _async_launch_kernel
+
+        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False):
+            try:
+                await super()._async_shutdown_kernel(now=now or _INTERRUPTED.is_set(), restart=restart)
+            finally:
+                _KERNELS.discard(self)
+
+        shutdown_kernel = _async_shutdown_kernel
+
+    _KM_CLASS.append(GuardedKernelManager)
+    return GuardedKernelManager
+
+
+def stop_kernels() -> None:
+    """Kill every kernel this process started that still runs (its whole process group) and remove its
+    connection file: what an interrupt does before it reports."""
+    for km in list(_KERNELS):
+        prov = getattr(km, "provisioner", None)
+        pid, pgid = getattr(prov, "pid", None), getattr(prov, "pgid", None)
+        with contextlib.suppress(OSError, TypeError):
+            if pgid:
+                os.killpg(pgid, signal.SIGKILL)
+            elif pid:
+                os.kill(pid, signal.SIGKILL)
+        proc = getattr(prov, "process", None)
+        with contextlib.suppress(Exception):
+            if proc is not None:
+                proc.wait(timeout=5)
+        with contextlib.suppress(Exception):
+            km.cleanup_connection_file()
+        _KERNELS.discard(km)
+
+
+def _private_dir(profile: str, kind: str) -> Path:
+    """build/<profile>/<kind>/<pid>/ for this process (kernel connection files, worker results); the folders of
+    processes that no longer run are removed first."""
+    base = build_dir(profile) / kind
+    if base.is_dir():
+        for p in base.iterdir():
+            if p.name.isdigit() and not store.process_alive(int(p.name)):
+                shutil.rmtree(p, ignore_errors=True)
+    d = base / str(os.getpid())
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextlib.contextmanager
+def _kernel_env(profile: str, run: str):
+    """The kernel's environment for one notebook: its run id (recorded with every output), and a private
+    folder for its connection file, removed afterwards."""
+    runtime_dir = _private_dir(profile, ".runtime")
+    saved = {k: os.environ.get(k) for k in ("RESONANCE_RUN_ID", "JUPYTER_RUNTIME_DIR")}
+    os.environ["RESONANCE_RUN_ID"], os.environ["JUPYTER_RUNTIME_DIR"] = run, str(runtime_dir)
+    try:
+        yield
+    except BaseException:
+        stop_kernels()  # an interrupt: no grace period for the kernel (a failed cell: it is already stopped)
+        raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if not _KERNELS:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+def _install_interrupt_handlers() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once; while the interrupt is handled, further ones are
+    ignored (so that stopping the kernels and reporting is not cut short)."""
+    def handler(signum, frame):
+        if _INTERRUPTED.is_set():
+            return
+        _INTERRUPTED.set()
+        _SIGNAL[0] = signum
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted_exit_code() -> int:
+    return 128 + (_SIGNAL[0] or signal.SIGINT)
+
+
+def report_interrupt(selected: list[str], results: dict, running: list[str]) -> None:
+    """One line per notebook after an interrupt: finished (with its status), interrupted, or not started."""
+    name = signal.Signals(_SIGNAL[0] or signal.SIGINT).name
+    print(f"interrupted ({name}): the kernels are stopped; chains keep every generation they committed, so a "
+          "rerun resumes", flush=True)
+    width = max(len(s) for s in selected)
+    for stem in selected:
+        if stem in results:
+            status, secs, _ = results[stem]
+            line = f"finished ({status}, {secs:.1f} s)"
+        elif stem in running:
+            line = "interrupted (rerun to resume)"
+        else:
+            line = "not started"
+        print(f"  {stem:<{width}}  {line}", flush=True)
 
 
 @contextlib.contextmanager
@@ -212,17 +464,23 @@ def job_env(slot: int, jobs: int, *, gpus: list[str], cpu_count: int, environ: d
 
 
 def run_parallel(stems: list[str], profile: str, overrides: dict, *, force: bool, jobs: int,
-                 on_start=None, on_finish=None) -> dict[str, tuple[str, float, str]]:
-    """Each notebook in its own process (`--worker`), `jobs` at a time; {stem: (status, seconds, message)}."""
+                 on_start=None, on_finish=None, results: dict | None = None) -> dict[str, tuple[str, float, str]]:
+    """Each notebook in its own process (`--worker`), `jobs` at a time; {stem: (status, seconds, message)}.
+
+    `results` (optional) is filled as notebooks finish, so that a caller interrupted half-way knows which did.
+    On an interrupt (KeyboardInterrupt here) the workers still running are sent SIGINT, given 15 s to stop their
+    kernels, then killed; the exception is raised again, with `running` (the stems that were running) set on
+    it. Worker results live in build/<profile>/.jobs/<pid>/, removed at the end."""
     gpus, cpus = gpu_ids(), os.cpu_count() or 1
     procs = {}
+    finished = {} if results is None else results
+    jobs_dir = _private_dir(profile, ".jobs")
 
     def start(stem, slot):
         env = job_env(slot, jobs, gpus=gpus, cpu_count=cpus)
-        fd, result = tempfile.mkstemp(prefix=f"{stem}.", suffix=".json")
-        os.close(fd)
-        result = Path(result)
-        out = tempfile.TemporaryFile()  # the worker's own output: only read if it dies before reporting
+        result = jobs_dir / f"{stem}.json"
+        result.unlink(missing_ok=True)
+        out = tempfile.TemporaryFile(dir=jobs_dir)  # the worker's own output: only read if it dies before reporting
         cmd = [sys.executable, "-m", "resonance_utils.run_notebooks", "--worker", stem, "--profile", profile,
                "--worker-overrides", json.dumps(overrides[stem]), "--worker-result", str(result)]
         proc = subprocess.Popen(cmd + (["--force"] if force else []), env={**os.environ, **env}, stdout=out,
@@ -238,7 +496,8 @@ def run_parallel(stems: list[str], profile: str, overrides: dict, *, force: bool
             for stem, (proc, result, out, t0) in handles.items():
                 if proc.poll() is None:
                     continue
-                done[stem] = _worker_result(stem, proc.returncode, result, out, time.perf_counter() - t0)
+                done[stem] = finished[stem] = _worker_result(stem, proc.returncode, result, out,
+                                                             time.perf_counter() - t0)
                 if on_finish:
                     on_finish(stem, *done[stem])
             if done:
@@ -247,11 +506,34 @@ def run_parallel(stems: list[str], profile: str, overrides: dict, *, force: bool
 
     try:
         return schedule(stems, jobs, start, wait)
-    finally:  # Ctrl-C or an error here: stop the notebooks this process started
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait()
+    except KeyboardInterrupt as e:
+        running = [s for s in procs if s not in finished]
+        _stop_workers(procs)
+        for stem in running:  # a worker that finished just as the interrupt came has reported
+            with contextlib.suppress(OSError, ValueError):
+                status, secs, msg = json.loads((jobs_dir / f"{stem}.json").read_text())
+                if status != "interrupted":
+                    finished[stem] = (status, secs, msg)
+        e.running = [s for s in running if s not in finished]
+        raise
+    finally:  # an error here: stop the notebooks this process started
+        _stop_workers(procs)
+        shutil.rmtree(jobs_dir, ignore_errors=True)
+
+
+def _stop_workers(procs: dict, grace: float = 15.0) -> None:
+    """SIGINT to every worker still running (each then stops its kernel and exits), SIGKILL after `grace` s."""
+    live = [p for p in procs.values() if p.poll() is None]
+    for p in live:
+        with contextlib.suppress(OSError):
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for p in live:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _worker_result(stem, returncode, result: Path, out, secs) -> tuple[str, float, str]:
@@ -268,8 +550,15 @@ def _worker_result(stem, returncode, result: Path, out, secs) -> tuple[str, floa
 
 
 def _worker(stem: str, profile: str, overrides_json: str, force: bool, result: str) -> int:
-    """One notebook in this process (what --jobs N starts): run_one, its result written as JSON to `result`."""
-    outcome = run_one(stem, profile, json.loads(overrides_json), force=force)
+    """One notebook in this process (what --jobs N starts): run_one, its result written as JSON to `result`.
+    Interrupted, it stops its kernel and reports 'interrupted'."""
+    t0 = time.perf_counter()
+    try:
+        outcome = run_one(stem, profile, json.loads(overrides_json), force=force)
+    except KeyboardInterrupt:
+        stop_kernels()
+        Path(result).write_text(json.dumps(["interrupted", time.perf_counter() - t0, "interrupted"]))
+        return interrupted_exit_code()
     Path(result).write_text(json.dumps(outcome))
     return 0
 
@@ -299,6 +588,7 @@ def main(argv=None) -> int:
             ap.error(f"--jobs must be a number or auto, got {args.jobs!r}")
         if args.jobs < 1:
             ap.error(f"--jobs must be >= 1, got {args.jobs}")
+    _install_interrupt_handlers()
     if args.worker:
         return _worker(args.worker, args.profile, args.worker_overrides or "{}", args.force, args.worker_result)
 
@@ -336,14 +626,24 @@ def main(argv=None) -> int:
         args.jobs = auto_jobs(gpu_ids(), os.cpu_count() or 1)
     if min(args.jobs, len(selected)) > 1:
         return _main_parallel(selected, profile, overrides, args, total)
-    for stem in selected:
-        print(f"  {stem} ... ", end="", flush=True)
-        status, secs, msg = run_one(stem, profile, overrides[stem], force=args.force)
-        print(f"{status} ({secs:.1f} s) {msg if status != 'ran' else ''}".rstrip(), flush=True)
-        if status == "failed":
-            failed.append(stem)
-        elif args.refresh_checks and profile == "smoke":
-            print(f"    stored {refresh_checks(stem)} check output(s) in notebooks/{stem}.ipynb")
+    check_manifest_now(profile)  # a damaged manifest is repaired (and said so) before anything runs
+    results, current = {}, None
+    try:
+        for stem in selected:
+            current = stem
+            print(f"  {stem} ... ", end="", flush=True)
+            status, secs, msg = run_one(stem, profile, overrides[stem], force=args.force)
+            results[stem], current = (status, secs, msg), None
+            print(f"{status} ({secs:.1f} s) {msg if status != 'ran' else ''}".rstrip(), flush=True)
+            if status == "failed":
+                failed.append(stem)
+            elif args.refresh_checks and profile == "smoke":
+                print(f"    stored {refresh_checks(stem)} check output(s) in notebooks/{stem}.ipynb")
+    except KeyboardInterrupt:
+        stop_kernels()
+        print(flush=True)
+        report_interrupt(selected, results, [current] if current else [])
+        return interrupted_exit_code()
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)
@@ -362,6 +662,7 @@ def _main_parallel(selected, profile, overrides, args, total) -> int:
         if status != "failed" and args.refresh_checks and profile == "smoke":
             print(f"    stored {refresh_checks(stem)} check output(s) in notebooks/{stem}.ipynb", flush=True)
 
+    check_manifest_now(profile)  # a damaged manifest is repaired (and said so) before anything runs
     # unchanged notebooks are skipped here, not in a worker: a worker process costs seconds to start
     current = [] if args.force else [s for s in selected if up_to_date(s, profile, overrides[s])]
     for stem in current:
@@ -370,8 +671,17 @@ def _main_parallel(selected, profile, overrides, args, total) -> int:
     jobs = min(args.jobs, len(todo))
     if jobs:
         print(f"  {jobs} job(s) at a time", flush=True)
-    results = run_parallel(todo, profile, overrides, force=args.force, jobs=jobs, on_start=on_start,
-                           on_finish=on_finish) if jobs else {}
+    results = {s: SKIPPED for s in current}
+    try:
+        if jobs:
+            run_parallel(todo, profile, overrides, force=args.force, jobs=jobs, on_start=on_start,
+                         on_finish=on_finish, results=results)
+    except KeyboardInterrupt as e:
+        stop_kernels()
+        done = {s: r for s, r in results.items() if r[0] != "interrupted"}
+        report_interrupt(selected, done, [s for s in todo if s not in done and (s in getattr(e, "running", [])
+                                                                              or s in results)])
+        return interrupted_exit_code()
     failed = [s for s in todo if results[s][0] == "failed"]
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:

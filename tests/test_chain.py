@@ -56,7 +56,8 @@ def test_resume_after_a_crash_gives_identical_results(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         chain.run_chain(crashing, x0, 6, run_dir=tmp_path, seed=9, progress=False)
     assert chain.complete_generations(tmp_path) == [0, 1, 2, 3]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_000", "gen_001", "gen_002", "gen_003"]
+    # the committed generations and the run folder's lock file, no temporary folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "gen_000", "gen_001", "gen_002", "gen_003"]
     resumed = chain.run_chain(noisy_contraction, x0, 6, run_dir=tmp_path, seed=9, progress=False)
     assert resumed.computed == [4, 5, 6]
     np.testing.assert_array_equal(np.stack(resumed.states), np.stack(reference(6, 9, x0)))
@@ -65,9 +66,13 @@ def test_resume_after_a_crash_gives_identical_results(tmp_path):
 def test_corrupt_generation_is_reported_and_earlier_ones_kept(tmp_path):
     chain.run_chain(noisy_contraction, np.ones(2), 3, run_dir=tmp_path, progress=False)
     (tmp_path / "gen_002" / "state.npz").write_bytes(b"garbage")
-    with pytest.raises(store.CacheError, match=r"gen_002.*Generations 0-1 are intact"):
+    with pytest.raises(store.CacheError, match=r"gen_002.*state.npz.*Generations 0-1 are intact.*Fix: delete "
+                                               r"gen_002 and the later gen_003 \(computed from it\)"):
         chain.run_chain(noisy_contraction, np.ones(2), 3, run_dir=tmp_path, progress=False)
     assert (tmp_path / "gen_001" / "state.npz").exists()
+    (tmp_path / "gen_001" / "state.npz").write_bytes(b"garbage")
+    with pytest.raises(store.CacheError, match=r"generation 1 .*Generation 0 is intact"):
+        chain.run_chain(noisy_contraction, np.ones(2), 3, run_dir=tmp_path, progress=False)
 
 
 def test_gap_in_generations_resumes_from_before_the_gap(tmp_path):

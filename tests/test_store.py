@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -95,3 +96,40 @@ def test_source_hash_can_follow_only_named_modules():
     assert store.package_source_hash(("chain",)) != store.package_source_hash()
     with pytest.raises(ValueError, match="no module 'nothing'"):
         store.package_source_hash(("nothing",))
+
+
+def test_stale_temporaries_of_dead_writers_go_and_live_ones_stay(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = tmp_path / f".a.txt.tmp-{p.pid}-00ff"
+    live = tmp_path / f".a.txt.tmp-{os.getppid()}-00ff"  # pytest's parent: alive while the test runs
+    other = tmp_path / f".b.txt.tmp-{p.pid}-00ff"
+    for f in (dead, live, other):
+        f.write_text("half")
+    with store.atomic_path(tmp_path / "a.txt") as tmp:  # a write of a.txt clears a.txt's dead leftovers only
+        tmp.write_text("new")
+    assert not dead.exists() and live.exists() and other.exists()
+    assert store.remove_stale_temporaries(tmp_path) == [other]
+
+
+def test_a_lock_held_elsewhere_is_waited_for_and_can_time_out(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from resonance_utils import store\n"
+                               f"with store.lock({str(path)!r}):\n    print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True, cwd=store.repo_root())
+    assert holder.stdout.readline().strip() == "held"
+    said = []
+    with pytest.raises(store.LockTimeout, match=r"still held by pid \d+"):
+        with store.lock(path, what="the test chain", timeout=0.3, notify=said.append):
+            pass
+    assert said and said[0].startswith("waiting for the test chain: held by pid")
+    holder.kill()  # a holder that dies releases its lock: the next one takes over at once
+    holder.wait()
+    with store.lock(path, timeout=5):
+        assert f"pid {os.getpid()}" in path.read_text()
