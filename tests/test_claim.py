@@ -271,6 +271,110 @@ def test_pca_project_uses_one_pooled_basis_at_any_nesting():
     assert abs(v[:, np.argmax(w)][0]) > 0.99
 
 
+# ---------------------------------------------------------------------------------------------- pinned details
+# (each catches a planted bug that the tests above let through)
+
+
+def _stationary_chains(seed, *, jitter=0.0, start_spread=1.0, n=150, dim=10, generations=10, starts=2,
+                       replicates=2, offset=2.0):
+    """chains[start][replicate][generation], STATIONARY from generation 1 on: every generation a fresh sample of
+    N(w_s + jitter * eta, I), eta ~ N(0, I) drawn afresh per (chain, generation) (a retrained model's mean that
+    jitters without accumulating); generation 0 is N(w_s, start_spread^2 I), shared by the replicates."""
+    out = []
+    for s in range(starts):
+        w = np.zeros(dim)
+        w[:2] = offset * np.cos(2 * np.pi * s / starts), offset * np.sin(2 * np.pi * s / starts)
+        x0 = w + start_spread * np.random.default_rng([seed, s]).standard_normal((n, dim))
+        out.append([[x0] + [w + jitter * np.random.default_rng([seed, s, r, g, 1]).standard_normal(dim)
+                            + np.random.default_rng([seed, s, r, g]).standard_normal((n, dim))
+                            for g in range(1, generations + 1)] for r in range(replicates)])
+    return out
+
+
+def test_lack_of_fit_is_the_residual_chi2_per_degree_of_freedom():
+    # phi = sqrt(max(1, chi^2 / (G - 1))): G + 1 points, 2 fitted parameters (A, rho); chi^2 with the bootstrap
+    # SEs before inflation. Two fixed basins in the Gaussian kernel is not geometric (phi ~ 2.4)
+    r = C.assess_mixing(C.known_answer_chains("two fixed basins", n=150, dim=10, generations=7, seed=0),
+                        kernel="gaussian", seed=0)
+    se = r.excess_se / r.lack_of_fit
+    chi2 = float(np.sum(((r.excess - r.fitted) / se) ** 2))
+    G = len(r.excess) - 1
+    assert r.lack_of_fit > 1.5
+    assert r.lack_of_fit == pytest.approx(math.sqrt(max(1.0, chi2 / (G - 1))), rel=1e-6)
+
+
+def test_late_excess_is_the_mean_over_the_last_window_generations():
+    chains = C.known_answer_chains("slow geometric mixing", n=100, dim=5, generations=8, seed=1)
+    for window in (1, 2, 3):
+        r = C.assess_mixing(chains, window=window, seed=1)
+        assert r.late_excess == pytest.approx(np.mean(r.excess[-window:]), rel=1e-12, abs=1e-15)
+        assert np.mean(r.late_interval) == pytest.approx(r.late_excess, rel=1e-9, abs=1e-12)
+
+
+def test_contraction_intervals_are_the_two_sided_percentiles_of_the_bootstrap():
+    chain = C.known_answer_chains("directional contraction", n=150, dim=10, generations=7, seed=0)[0][0]
+    for alpha in (0.05, 0.2):
+        r = C.assess_contraction(chain, alpha=alpha, seed=0)
+        q = [alpha / 2, 1 - alpha / 2]
+        np.testing.assert_allclose(r.most_contracted_interval, np.quantile(r.most_boot[1:], q), rtol=1e-12)
+        np.testing.assert_allclose(r.spread_interval, np.quantile(r.spread_boot[1:], q), rtol=1e-12)
+        pooled = C.pool_contraction([r])
+        np.testing.assert_allclose(pooled.spread_interval, np.quantile(r.spread_boot[1:], q), rtol=1e-12)
+
+
+def test_mixed_uses_the_one_sided_bound_and_the_late_interval_the_two_sided_one():
+    # the late interval is late +- z(1 - alpha/2) SE; "mixed" needs late + z(1 - alpha) SE < mixed_effect x start.
+    # Put the threshold at late + 1.80 SE (between z(0.95) = 1.645 and z(0.975) = 1.96): mixed; at late + 1.50 SE:
+    # not mixed. Everything but the verdict is unchanged by mixed_effect (same seed).
+    from scipy.stats import norm
+    chains = C.known_answer_chains("slow geometric mixing", n=200, dim=10, generations=7, seed=0)
+    r = C.assess_mixing(chains, seed=0)
+    late_se = (r.late_interval[1] - r.late_interval[0]) / (2 * norm.ppf(0.975))
+    assert r.late_excess > 2 * late_se  # a clearly positive late excess, so both thresholds below are > 0
+    inside = C.assess_mixing(chains, seed=0, mixed_effect=(r.late_excess + 1.80 * late_se) / r.start_distance)
+    outside = C.assess_mixing(chains, seed=0, mixed_effect=(r.late_excess + 1.50 * late_se) / r.start_distance)
+    assert inside.late_interval == pytest.approx(r.late_interval)
+    assert inside.verdict == "mixed", inside.reason
+    assert outside.verdict != "mixed", outside.reason
+
+
+def test_a_one_off_change_of_spread_after_generation_0_is_not_diffusion():
+    # generation 0 is tight (spread 0.25), the chains' own law from generation 1 on has unit spread and never
+    # leaves its start's basin: separated. The spread gate compares generations 1..window with the last window,
+    # so the jump from generation 0 does not read as clouds that keep spreading.
+    verdicts = [C.assess_mixing(_stationary_chains(seed, start_spread=0.25, generations=7), seed=seed).verdict
+                for seed in range(5)]
+    assert verdicts.count("separated") >= 4, verdicts
+
+
+def test_the_drift_slope_interval_sees_chain_level_noise():
+    # stationary chains whose cloud mean jitters (fresh N(0, I) per generation, not accumulating): the true slope
+    # of the cumulative drift is 0. The row bootstrap cannot see the jitter (every row shares it); the scatter
+    # between chains can. Pristine: 17 of 20 intervals cover 0 (row bootstrap alone: 2 of 20).
+    hits = 0
+    for seed in range(20):
+        o = C.observe_outcome(_stationary_chains(seed, jitter=1.0), held_out=3, seed=seed)
+        lo, hi = o.drift_slope_interval
+        hits += lo <= 0 <= hi
+    assert hits >= 14
+
+
+def test_each_start_set_is_resampled_with_its_own_weights():
+    # two starts built from ONE set of rows (start 1 = start 0 shifted by d, a paired design): the documented
+    # bootstrap draws one weight vector per start, so the generation-0 distance keeps its two-sample sampling
+    # error, Var |m0 - m1|^2 ~ 4 d' (S0 + S1) d / n; one weight vector shared by both starts would make the
+    # difference of the resampled means exactly d (SE ~ 0)
+    rng = np.random.default_rng(0)
+    n, dim = 200, 5
+    base = rng.standard_normal((n, dim))
+    d = np.r_[4.0, np.zeros(dim - 1)]
+    chains = [[[x0] + [w + rng.standard_normal((n, dim)) for _ in range(6)] for _ in range(2)]
+              for x0, w in ((base, np.zeros(dim)), (base + d, d))]
+    r = C.assess_mixing(chains, seed=0)
+    expected = math.sqrt(4 * d @ (2 * np.cov(base.T)) @ d / n)
+    assert r.start_distance_se / r.lack_of_fit == pytest.approx(expected, rel=0.3)
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 
