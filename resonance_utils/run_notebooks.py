@@ -39,13 +39,38 @@ from . import config, store
 
 KERNEL = "resonance"
 
-# notebook -> the notebooks whose outputs (chains, key numbers) it reads: with --jobs N it starts only after they
-# have finished. Names that are not notebooks here (yet) are ignored.
+# notebook -> {the notebook whose outputs (chains, models, key numbers) it reads: the consumer's boolean parameter
+# that switches that reading on, or None for always}: with --jobs N it starts only after those have finished.
+# Names that are not notebooks here (yet) are ignored.
 DEPENDENCIES = {
-    "05_drift_geometry": ["01_lucier_room", "02_mnist_chains", "03_imagenet_chains", "04_cyclegan_attractors"],
-    "08_mitigations": ["02_mnist_chains"],
-    "09_claim": ["01_lucier_room", "02_mnist_chains", "03_imagenet_chains", "04_cyclegan_attractors"],
+    "05_drift_geometry": {"01_lucier_room": "include_lucier", "02_mnist_chains": None,
+                          "03_imagenet_chains": "include_imagenet", "04_cyclegan_attractors": "include_cyclegan"},
+    "08_mitigations": {"02_mnist_chains": None},
+    "09_claim": {"01_lucier_room": "include_lucier", "02_mnist_chains": "include_mnist",
+                 "03_imagenet_chains": "include_imagenet", "04_cyclegan_attractors": "include_cyclegan"},
 }
+
+
+def resolved_dependencies(profile: str, overrides: dict | None = None) -> dict[str, list[str]]:
+    """DEPENDENCIES for one run: a dependency whose switch is off in the consumer's resolved parameters (its
+    profile and this run's overrides) is dropped, so that (say) 09 in the quick profile, which has no ImageNet
+    rows, does not wait for 03."""
+    out = {}
+    for stem, needs in DEPENDENCIES.items():
+        cfg = None
+        kept = []
+        for dep, switch in needs.items():
+            if switch is not None:
+                if cfg is None:
+                    try:
+                        cfg = config.load_config(stem, profile, **(overrides or {}).get(stem, {}))
+                    except config.ConfigError:  # no parameters here: keep every dependency
+                        cfg = {}
+                if not cfg.get(switch, True):
+                    continue
+            kept.append(dep)
+        out[stem] = kept
+    return out
 
 
 def notebooks_dir() -> Path:
@@ -402,16 +427,34 @@ def ready(pending: list[str], finished: set[str], selected: list[str], deps: dic
     return [s for s in pending if all(d in finished or d not in selected for d in deps.get(s, ()))]
 
 
+def _waiting_on(stem: str, pending: list[str], deps: dict) -> int:
+    """How many pending notebooks wait on `stem`, directly or through others."""
+    seen, todo = set(), [stem]
+    while todo:
+        cur = todo.pop()
+        for other in pending:
+            if other not in seen and cur in deps.get(other, ()):
+                seen.add(other)
+                todo.append(other)
+    return len(seen)
+
+
 def schedule(stems: list[str], jobs: int, start, wait, *, deps: dict | None = None) -> dict[str, object]:
     """Run `stems` at most `jobs` at a time, dependencies first. start(stem, slot) launches one (slot: 0..jobs-1,
     free while it runs) and returns a handle; wait(handles: dict stem -> handle) blocks until at least one has
-    finished and returns {stem: result} for those. Returns {stem: result} for all. Pure: no processes here, so
-    the order can be tested with fakes."""
+    finished and returns {stem: result} for those. Returns {stem: result} for all. With jobs > 1 the ready
+    notebooks that others wait on go first (most waiting first, then in order), so that a long consumer is not
+    held up behind independent work; jobs = 1 keeps the listed order. Pure: no processes here, so the order can
+    be tested with fakes."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    deps = DEPENDENCIES if deps is None else deps
     pending, running, slots, results = list(stems), {}, {}, {}
     while pending or running:
-        for stem in ready(pending, set(results), stems, deps)[:jobs - len(running)]:
+        candidates = ready(pending, set(results), stems, deps)
+        if jobs > 1:
+            candidates.sort(key=lambda s: -_waiting_on(s, pending, deps))  # stable: ties keep the listed order
+        for stem in candidates[:jobs - len(running)]:
             slot = min(set(range(jobs)) - set(slots.values()))
             pending.remove(stem)
             slots[stem] = slot
@@ -505,7 +548,7 @@ def run_parallel(stems: list[str], profile: str, overrides: dict, *, force: bool
             time.sleep(0.2)
 
     try:
-        return schedule(stems, jobs, start, wait)
+        return schedule(stems, jobs, start, wait, deps=resolved_dependencies(profile, overrides))
     except KeyboardInterrupt as e:
         running = [s for s in procs if s not in finished]
         _stop_workers(procs)

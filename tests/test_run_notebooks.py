@@ -228,3 +228,24 @@ def test_every_notebook_stores_the_outputs_its_check_cell_is_compared_with():
         assert checks, f"{stem} has no NBVAL_CHECK_OUTPUT cell"
         for c in checks:
             assert any(o.get("text") for o in c.outputs), f"{stem}: a check cell has no stored output"
+
+
+def test_dependencies_follow_the_consumers_switches():
+    quick = run_notebooks.resolved_dependencies("quick")
+    assert "03_imagenet_chains" not in quick["09_claim"]  # quick has no ImageNet rows in the claim
+    assert {"02_mnist_chains", "04_cyclegan_attractors"} <= set(quick["09_claim"])
+    on = run_notebooks.resolved_dependencies("quick", {"09_claim": {"include_imagenet": True}})
+    assert "03_imagenet_chains" in on["09_claim"]
+    assert quick["08_mitigations"] == ["02_mnist_chains"]
+
+
+def test_schedule_starts_what_others_wait_on_first():
+    # 09 waits on 02 and 04, 05 on 03 and 04: with two slots, 04 (waited on by two) goes before 03 (by one), so
+    # that 09 is not held up behind 03
+    deps = {"05": ["03", "04"], "09": ["02", "04"]}
+    stems = ["02", "03", "04", "05", "09"]
+    durations = {"02": 10, "03": 6, "04": 4, "05": 1, "09": 8}
+    log = simulate(stems, 2, durations, deps)
+    assert log["04"][0] < log["03"][0]
+    assert log["09"][0] == 10  # right after 02
+    assert max(end for _, end, _ in log.values()) == 18
