@@ -461,8 +461,9 @@ def assess_mixing(chains, *, seed: int = 0, kernel: str = "linear", bandwidth: f
       "inconclusive"  the rate's interval reaches 1 but the clouds keep spreading (log total variance grows
                       from the first to the last `window` generations by more than log(1 + divergence_tol)
                       with confidence): a diffusing walk, not a stationary chain;
-      "separated"     the rate's interval reaches 1 and the late excess is above the replicate level (lower
-                      bound > 0): the starts stay apart;
+      "separated"     the rate's interval reaches 1 (and its lower end is above 0.5: a fast decay is ruled
+                      out, so the interval says something) and the late excess is above the replicate level
+                      (lower bound > 0): the starts stay apart;
       "inconclusive"  otherwise (said as such, with the reason).
     """
     ens = _as_ensemble(chains)
@@ -533,7 +534,7 @@ def assess_mixing(chains, *, seed: int = 0, kernel: str = "linear", bandwidth: f
         verdict = "inconclusive"
         reason = (f"the clouds keep spreading (log total variance +{spread:.3g} +- {spread_se:.2g} from the first "
                   f"to the last {window} generations): no stationary law in sight, so 'separated' cannot be said")
-    elif late_lo > 0:
+    elif late_lo > 0 and rate_lo > 0.5:
         verdict = "separated"
         reason = (f"rate interval [{rate_lo:.3g}, {rate_hi:.3g}] reaches 1 and the late excess {late:.3g} "
                   f"[{late_lo:.3g}, {late_hi:.3g}] stays above the replicate level")

@@ -443,8 +443,9 @@ def schedule(stems: list[str], jobs: int, start, wait, *, deps: dict | None = No
     """Run `stems` at most `jobs` at a time, dependencies first. start(stem, slot) launches one (slot: 0..jobs-1,
     free while it runs) and returns a handle; wait(handles: dict stem -> handle) blocks until at least one has
     finished and returns {stem: result} for those. Returns {stem: result} for all. With jobs > 1 the ready
-    notebooks that others wait on go first (most waiting first, then in order), so that a long consumer is not
-    held up behind independent work; jobs = 1 keeps the listed order. Pure: no processes here, so the order can
+    notebooks that others wait on go first (most waiting first), then those that read the most other notebooks,
+    then in order, so that a long consumer is not held up behind independent work; jobs = 1
+    keeps the listed order. Pure: no processes here, so the order can
     be tested with fakes."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -453,7 +454,9 @@ def schedule(stems: list[str], jobs: int, start, wait, *, deps: dict | None = No
     while pending or running:
         candidates = ready(pending, set(results), stems, deps)
         if jobs > 1:
-            candidates.sort(key=lambda s: -_waiting_on(s, pending, deps))  # stable: ties keep the listed order
+            # producers first; then the consumers that read the most notebooks (they run the long analyses at the
+            # end) before independent notebooks; ties keep the listed order
+            candidates.sort(key=lambda s: (-_waiting_on(s, pending, deps), -len(deps.get(s, ()))))
         for stem in candidates[:jobs - len(running)]:
             slot = min(set(range(jobs)) - set(slots.values()))
             pending.remove(stem)
