@@ -1,6 +1,7 @@
 """How fast the project's paths are, measured beside plain baselines in the same run (issue #7).
 
     python -m benchmarks.run [--device cpu|cuda|auto] [--quick] [--readme]
+    python -m benchmarks.run --runtimes-readme     (only README's table of measured run times; no benchmark)
     python benchmarks/run.py ...
 
 For the MNIST diffusion UNet (the configuration of params/02_mnist_chains: quick.yaml on the CPU, paper.yaml on a
@@ -25,6 +26,11 @@ is measured on a few images; its whole generation is then estimated from its mea
 Writes benchmarks/results.json (machine, versions, every measurement: n, seconds, images/s, speed-up) and
 benchmarks/results.md (a Markdown table); --readme puts that table into README.md between the markers
 <!-- benchmarks:start --> and <!-- benchmarks:end -->, and changes nothing else there.
+
+The run times of ./run_all.sh are not measured here: every finished run of the driver writes
+build/<profile>/last_run.json (resonance_utils.run_notebooks.write_run_times), and --runtimes-readme turns those
+records into the table between <!-- runtimes:start --> and <!-- runtimes:end --> in README.md (one row per profile
+whose last finished run was of every notebook), without running any benchmark; --readme leaves that block alone.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import argparse
 import contextlib
 import copy
 import datetime as _dt
+import json
 import os
 import platform
 import sys
@@ -47,6 +54,7 @@ if str(ROOT) not in sys.path:  # `python benchmarks/run.py` puts benchmarks/, no
     sys.path.insert(0, str(ROOT))
 
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+RT_START, RT_END = "<!-- runtimes:start -->", "<!-- runtimes:end -->"
 OUT_DIR = Path(__file__).resolve().parent
 
 # Sizes per scale and device kind. full: what the README reports (CPU about 10 minutes on 2 cores, a GPU a few
@@ -129,13 +137,12 @@ def mnist_data(n: int, *, synthetic: bool, seed: int = 0):
 
 
 def unet_config(profile: str, tiny: bool) -> dict:
-    """The MNIST chains' UNet and training settings from params/02_mnist_chains/<profile>.yaml."""
+    """The MNIST chains' UNet and training settings of a profile (02_mnist_chains' parameters)."""
     from resonance_utils import config
 
-    cfg = config.load_profile("02_mnist_chains", profile)
-    unet = dict(base_channels=cfg["base_channels"], layers_per_block=cfg["layers_per_block"],
-                attention=cfg["attention"],
-                channel_mult=tuple(int(c) for c in config.parse_vector("channel_mult", cfg["channel_mult"])))
+    cfg = config.load_config("02_mnist_chains", profile)
+    unet = dict(base_channels=cfg.base_channels, layers_per_block=cfg.layers_per_block, attention=cfg.attention,
+                channel_mult=cfg.channel_mult)
     if tiny:
         unet = dict(TINY_UNET)
     keys = ("batch_size", "lr", "ema_decay", "cond_drop_prob", "ddim_steps", "guidance_scale", "finetune_steps",
@@ -379,7 +386,7 @@ def cyclegan_config(profile: str, tiny: bool) -> tuple[dict, int]:
     keys = ("ngf", "n_blocks", "ndf", "n_layers")
     for stem in sorted(p.name for p in config.params_dir().glob("04_*")):
         try:
-            values = config.load_profile(stem, profile)
+            values = config.profile_values(stem, profile)
         except config.ConfigError:
             continue
         return {k: values[k] for k in keys if k in values}, int(values.get("batch_size", CYCLEGAN_BATCH))
@@ -615,6 +622,91 @@ def update_readme(readme: Path, results: dict) -> Path:
     return readme
 
 
+# ------------------------------------------------------------------------------- run times of ./run_all.sh
+def duration(seconds: float) -> str:
+    """12.3 s, 18 s, 15 min 44 s, 2 h 5 min."""
+    s = float(seconds)
+    if s < 10:
+        return f"{s:.1f} s"
+    s = round(s)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def run_time_records() -> tuple[dict[str, dict], list[str]]:
+    """{profile: build/<profile>/last_run.json} for the profiles whose last finished run was of every notebook,
+    and a note for each profile whose record is left out (partial run, damaged file)."""
+    from resonance_utils import config, run_notebooks
+
+    records, notes = {}, []
+    for profile in config.PROFILES:
+        path = run_notebooks.build_dir(profile) / "last_run.json"
+        if not path.exists():
+            continue
+        try:
+            rec = json.loads(path.read_text())
+            if not isinstance(rec, dict) or not isinstance(rec.get("notebooks"), dict):
+                raise ValueError("not a run record")
+        except (OSError, ValueError) as e:
+            notes.append(f"{profile}, build/{profile}/last_run.json is unreadable ({e}).")
+            continue
+        if rec.get("all_notebooks"):
+            records[profile] = rec
+        else:
+            notes.append(f"{profile}, whose last run (build/{profile}/last_run.json) was of "
+                         f"{', '.join(rec.get('selected') or []) or 'some notebooks'} only.")
+    return records, notes
+
+
+def runtimes_table(records: dict[str, dict], notes: list[str] = ()) -> str:
+    """The Markdown of the README's run-time block, every number formatted from the records."""
+    if not records:
+        lines = ["Not measured yet: run `./run_all.sh` (every notebook), then `python -m benchmarks.run "
+                 "--runtimes-readme`."]
+    else:
+        lines = ["| profile | total | notebooks | jobs | per notebook | finished | machine | commit |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for profile, rec in records.items():
+            nbs = rec["notebooks"]
+            statuses = [v.get("status") for v in nbs.values()]
+            ran = statuses.count("ran")
+            if rec.get("force") and ran == len(statuses):
+                what = f"all {ran} ran (`--force`)"
+            else:
+                what = ", ".join(f"{statuses.count(k)} {k}" for k in ("ran", "skipped", "failed")
+                                 if statuses.count(k))
+            per = ", ".join(f"{stem.split('_')[0]} {duration(v.get('seconds', 0))}"
+                            + ("" if v.get("status") == "ran" else f" ({v.get('status')})")
+                            for stem, v in nbs.items())
+            machine = rec.get("cpu", "?") + (f"; {rec['gpu']}" if rec.get("gpu") else "")
+            commit = str(rec.get("git_commit", "?"))
+            commit = commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+            lines.append(f"| {profile} | {duration(rec.get('wall_s', 0))} | {what} | {rec.get('jobs', '?')} | "
+                         f"{per} | {str(rec.get('finished', '?'))[:10]} | {machine} | "
+                         f"{commit} |")
+    if notes:
+        lines.append(f"(Left out: {' '.join(notes)})")
+    return "\n".join(lines) + "\n"
+
+
+def update_runtimes_readme(readme: Path) -> Path:
+    """Replace what lies between the run-time markers in `readme` with runtimes_table; nothing else changes."""
+    text = readme.read_text()
+    i, j = text.find(RT_START), text.find(RT_END)
+    if i < 0 or j < i:
+        raise ValueError(f"{readme} has no '{RT_START}' ... '{RT_END}' block to fill")
+    block = (f"{RT_START}\n**Measured run times** of `./run_all.sh`, from `build/<profile>/last_run.json` (written by "
+             f"every finished run); `python -m benchmarks.run --runtimes-readme` regenerates this table. `--force` "
+             f"reruns every notebook but reads cached chains back: for a time from empty caches, run with a new "
+             f"`RESONANCE_DATA_DIR`.\n\n"
+             f"{runtimes_table(*run_time_records())}{RT_END}")
+    readme.write_text(text[:i] + block + text[j + len(RT_END):])
+    return readme
+
+
 # ---------------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
@@ -630,8 +722,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT_DIR, help="folder for results.json and results.md")
     ap.add_argument("--readme", nargs="?", type=Path, const=ROOT / "README.md", default=None, metavar="PATH",
                     help="also put the table into README.md (or PATH) between the benchmark markers")
+    ap.add_argument("--runtimes-readme", nargs="?", type=Path, const=ROOT / "README.md", default=None,
+                    metavar="PATH", help="only rewrite README.md's (or PATH's) table of measured run times from "
+                                         "build/<profile>/last_run.json, and exit (no benchmark runs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.runtimes_readme is not None:
+        try:
+            print(f"updated the run-time block in {update_runtimes_readme(args.runtimes_readme)}")
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:

@@ -1,15 +1,35 @@
 """resonance: feedback chains and collapse diagnostics, the companion to arXiv 2602.19033.
 
 Modules (import what you need; heavy libraries load lazily):
-  config   profiles from params/, typed overrides      runtime  device, seeding, threads
-  store    atomic files, run folders, the manifest     plots    the seaborn theme and figure stamps
-  chain    the generational Markov chain runner        audio    the Lucier room loop and its physics
-  data, features, diffusion, image_chains              MNIST, feature networks, diffusers DDPM/DDIM, the chains
-  metrics, geometry                                   drift, phases, FID/KID; latent geometry, the taxonomy
-  claim, claim_runs                                   mixing and contraction with intervals, the rule, their
-                                                      calibration; the claim's chains and table rows
-  attractors                                          attractors and basins of deterministic maps
-  recursive_diffusion, gaussian_refit, coevolution    the wider collapse literature
-  run_notebooks  papermill driver behind run_all.sh
+  specs    typed experiment specs: types, defaults, ranges   notebook_params  each notebook's parameters
+  config   profiles (what each changes), overrides, checks   records  what a notebook ran, for its readers
+  runtime  device, seeding, threads, AMP                     store    atomic files, run folders, the manifest
+  publish  a notebook's figures, tables and numbers          plots    the seaborn theme, figures, stamps
+  chain    the generational Markov chain runner              audio    the Lucier room loop and its physics
+  data, features, diffusion, image_chains                    MNIST, feature networks, DDPM/DDIM, the chains
+  metrics, geometry, diagnostics                             drift, phases, FID/KID; geometry, the taxonomy;
+                                                             the block 03, 05 and 08 apply to their chains
+  claim, claim_runs                                          mixing and contraction with intervals, the rule,
+                                                             their calibration; the claim's chains and rows
+  cyclegan, cyclegan_networks, cyclegan_checkpoints          CycleGAN training and its cycle; the official
+                                                             networks; official checkpoints
+  attractors                                                 attractors and basins of deterministic maps
+  mitigations, settings                                      what a retraining chain may train on; the settings
+  recursive_diffusion, gaussian_refit, coevolution           the wider collapse literature
+  run_notebooks                                              the papermill driver behind run_all.sh
 """
 __version__ = "0.1.0"
+
+# the modules, as `from resonance_utils import *` and the notebooks see them (submodules load on first use)
+__all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "cyclegan",
+           "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "features",
+           "gaussian_refit", "geometry", "image_chains", "metrics", "mitigations", "notebook_params", "plots",
+           "publish", "records", "recursive_diffusion", "run_notebooks", "runtime", "settings", "specs", "store"]
+
+
+def __getattr__(name):
+    """`resonance_utils.audio` without an import of its own: each module is imported when first used."""
+    if name in __all__:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,9 @@ starts reach the same attractor? This module answers it in three steps, each usa
    test), and a verdict: "one basin", "shared basins", "separate basins" or "inconclusive".
 3. `tolerance_sweep`: how the attractor count depends on tol. With a tolerance below one grey level the count is
    roughly the number of distinct final images; the sweep shows where it stops depending on the choice.
+4. Read-outs for figures and tables: `basin_order`, `exemplar_starts`, `class_by_basin` (the share of each start
+   class in each basin), `reports_table`, `trajectory_plane` (trajectories on the end states' principal plane)
+   and `as_uint8` (states as grey levels for pictures).
 
 Every criterion and default threshold of 2 and 3 is OUR RECONSTRUCTION (the paper states that a deterministic
 map settles into separate basins, not how to measure it); each is a keyword argument.
@@ -31,7 +34,8 @@ import numpy as np
 
 __all__ = ["AttractorReport", "find_attractors", "cluster_basins", "pairs_apart", "count_distinct",
            "BasinAssessment", "basin_assessment", "ToleranceSweep", "tolerance_sweep", "DEFAULT_TOLERANCES",
-           "GREY_LEVEL"]
+           "GREY_LEVEL", "basin_order", "exemplar_starts", "as_uint8", "trajectory_plane", "class_by_basin",
+           "reports_table"]
 
 GREY_LEVEL = 1.0 / 255.0  # one uint8 level on the 0-1 scale
 
@@ -601,3 +605,73 @@ def tolerance_sweep(trajectory, tolerances=None, *, max_period: int = 8, window:
         largest_basin_share=np.array([r.basin_sizes[0] / n if r.n_attractors else 0.0 for r in reports]),
         fixed_points=np.array([r.fixed_points for r in reports], dtype=np.int64), n_points=n,
         max_period=reports[0].max_period, window=reports[0].window)
+
+
+# ---------------------------------------------------------------------------------- read-outs for figures and tables
+def basin_order(labels) -> list[int]:
+    """The basin labels (-1, unconverged, left out), largest basin first; ties: the smaller label first. For
+    find_attractors' labels this is 0, 1, ..., n_attractors - 1 (they are numbered by size); for other labels it
+    gives the same reading order."""
+    labels = np.asarray(labels)
+    ids, sizes = np.unique(labels[labels >= 0], return_counts=True)
+    return [int(b) for b in ids[np.argsort(-sizes, kind="stable")]]
+
+
+def exemplar_starts(labels, n: int) -> list[int]:
+    """n start indices to show: the first start of each of the n largest basins (basin_order), then, if there
+    are fewer basins, the first other starts (unconverged ones included) to make n."""
+    labels = np.asarray(labels)
+    picked = [int(np.flatnonzero(labels == b)[0]) for b in basin_order(labels)[:n]]
+    return picked + [i for i in range(len(labels)) if i not in picked][:max(0, n - len(picked))]
+
+
+def as_uint8(states) -> np.ndarray:
+    """States (a trajectory, or one step of it) as uint8 grey levels, for pictures: uint8 as they are, float
+    states on the 0-1 scale rounded to the nearest level."""
+    states = np.asarray(states)
+    return states if states.dtype == np.uint8 else np.round(states * 255).astype(np.uint8)
+
+
+def trajectory_plane(trajectory) -> np.ndarray:
+    """(T+1, N, 2): every state of a trajectory on the two principal axes of its last states (centred at the mean
+    of ALL states, so that the starts lie where they came from). uint8 states are read on the 0-1 scale."""
+    from .geometry import principal_axes
+
+    x = np.asarray(trajectory)
+    flat = x.reshape(x.shape[0], x.shape[1], -1).astype(np.float64)
+    if x.dtype == np.uint8:
+        flat /= 255
+    mean, axes, _ = principal_axes(flat[-1], 2, mean=flat.reshape(-1, flat.shape[-1]).mean(0))
+    return (flat - mean) @ axes.T
+
+
+def class_by_basin(labels, start_labels, *, n_basins: int = 10, class_names=None):
+    """The share of each start class's starts that ends in each of the n_basins largest basins (basin_order), as
+    a pandas DataFrame: rows 'start class <name>' (class_names[k], else k) for each class present, columns
+    'basin <b>'. A map that mixed would give every class the same row; a deterministic one keeps classes apart
+    where their starts lie in different basins."""
+    import pandas as pd
+
+    labels, start_labels = np.asarray(labels), np.asarray(start_labels)
+    if labels.shape != start_labels.shape:
+        raise ValueError(f"labels and start_labels must have the same shape, got {labels.shape} and "
+                         f"{start_labels.shape}")
+    top = basin_order(labels)[:n_basins]
+    classes = np.unique(start_labels)
+    return pd.DataFrame([[np.mean(labels[start_labels == k] == b) for b in top] for k in classes],
+                        index=[f"start class {class_names[k] if class_names else k}" for k in classes],
+                        columns=[f"basin {b}" for b in top])
+
+
+def reports_table(reports: dict, *, key: str = "quantize", n_basins: int = 6):
+    """One row per AttractorReport of {setting: report} as a pandas DataFrame: the setting (column `key`), the
+    attractor count, fixed points, cycles ({period: count}), unconverged points and the n_basins largest
+    basin sizes."""
+    import pandas as pd
+
+    return pd.DataFrame({key: list(reports), "attractors": [r.n_attractors for r in reports.values()],
+                         "fixed points": [r.fixed_points for r in reports.values()],
+                         "cycles (period: count)": [str(r.cycles) for r in reports.values()],
+                         "unconverged": [r.unconverged for r in reports.values()],
+                         "largest basins": [str([int(s) for s in r.basin_sizes[:n_basins]])
+                                            for r in reports.values()]})

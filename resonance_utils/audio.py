@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 
-from .config import parse_vector
+from .specs import LucierSpec, parse_vector
 from .store import file_fingerprint
 
 SPEED_OF_SOUND = 343.0  # m/s at about 20 °C
@@ -793,49 +793,55 @@ def warn_if_no_lock_in(setup: "LucierSetup", n_passes: int) -> int | None:
     return within
 
 
-SOURCES = ("audio", "chain", "runtime")  # the code a Lucier chain's numbers depend on
-CHAIN_KEYS = ("seed", "voice_path", "voice_seconds", "sample_rate", "rir_path", "room_dims", "rt60", "source_pos",
-              "mic_pos", "rir_highpass", "wet_mix", "add_noise", "snr_db", "band_low_hz", "band_high_hz",
-              "band_order", "normalise", "tail")  # n_iterations is left out: a longer chain extends a shorter one
-
-
-def setup_from_config(cfg) -> LucierSetup:
-    voice_path = Path(cfg.voice_path).expanduser() if cfg.voice_path else default_voice_path()
-    voice = load_audio(voice_path, sample_rate=cfg.sample_rate, what="voice_path", max_seconds=cfg.voice_seconds)
-    voice_source = ("real: CMU ARCTIC a0007 (pysptk)" if not cfg.voice_path else f"user voice: {voice_path.name}")
-    if cfg.rir_path:
-        rir_path = Path(cfg.rir_path).expanduser()
-        rir = load_audio(rir_path, sample_rate=cfg.sample_rate, what="rir_path")
-        check_rir_length(rir, cfg.sample_rate, rir_path)
+def lucier_setup(spec: LucierSpec) -> LucierSetup:
+    """The voice, the impulse response and the room operator of a Lucier spec."""
+    voice_path = Path(spec.voice_path).expanduser() if spec.voice_path else default_voice_path()
+    voice = load_audio(voice_path, sample_rate=spec.sample_rate, what="voice_path", max_seconds=spec.voice_seconds)
+    voice_source = ("real: CMU ARCTIC a0007 (pysptk)" if not spec.voice_path else f"user voice: {voice_path.name}")
+    if spec.rir_path:
+        rir_path = Path(spec.rir_path).expanduser()
+        rir = load_audio(rir_path, sample_rate=spec.sample_rate, what="rir_path")
+        check_rir_length(rir, spec.sample_rate, rir_path)
         rir_source, rir_fp = f"measured IR: {rir_path.name}", file_fingerprint(rir_path)
     else:
-        rir = shoebox_rir(cfg.room_dims, cfg.rt60, cfg.source_pos, cfg.mic_pos, sample_rate=cfg.sample_rate,
-                          highpass=cfg.rir_highpass)
-        rir_source, rir_fp = f"shoebox {cfg.room_dims} m, RT60 {cfg.rt60} s (pyroomacoustics)", "shoebox"
-    room = LucierRoom.build(rir, voice.size, sample_rate=cfg.sample_rate, wet_mix=cfg.wet_mix,
-                            band_low_hz=cfg.band_low_hz, band_high_hz=cfg.band_high_hz, band_order=cfg.band_order,
-                            add_noise=cfg.add_noise, snr_db=cfg.snr_db, normalise=cfg.normalise, tail=cfg.tail)
-    level = np.sqrt(np.mean(voice ** 2)) if cfg.normalise == "rms" else np.max(np.abs(voice))
+        rir = shoebox_rir(spec.room_dims, spec.rt60, spec.source_pos, spec.mic_pos, sample_rate=spec.sample_rate,
+                          highpass=spec.rir_highpass)
+        rir_source, rir_fp = f"shoebox {', '.join(map(str, spec.room_dims))} m, RT60 {spec.rt60} s (pyroomacoustics)", "shoebox"
+    room = LucierRoom.build(rir, voice.size, sample_rate=spec.sample_rate, wet_mix=spec.wet_mix,
+                            band_low_hz=spec.band_low_hz, band_high_hz=spec.band_high_hz, band_order=spec.band_order,
+                            add_noise=spec.add_noise, snr_db=spec.snr_db, normalise=spec.normalise, tail=spec.tail)
+    level = np.sqrt(np.mean(voice ** 2)) if spec.normalise == "rms" else np.max(np.abs(voice))
     room.target_level = float(level)
     return LucierSetup(voice=voice, rir=rir, room=room,
-                       band=analysis_band(cfg.sample_rate, cfg.band_low_hz, cfg.band_high_hz),
-                       voice_band=voice_band(voice, cfg.sample_rate, within_db=cfg.voice_band_db),
+                       band=analysis_band(spec.sample_rate, spec.band_low_hz, spec.band_high_hz),
+                       voice_band=voice_band(voice, spec.sample_rate, within_db=spec.voice_band_db),
                        voice_source=voice_source, rir_source=rir_source,
                        fingerprint=f"{file_fingerprint(voice_path)}:{rir_fp}")
 
 
-def run_lucier(cfg, *, progress: bool = True, cache: bool = True):
-    """Run (or read back) the Lucier chain for a configuration: (setup, chain.ChainResult)."""
+def save_pass(wave, folder: Path) -> None:
+    np.save(folder / "pass.npy", wave)
+
+
+def load_pass(folder: Path) -> np.ndarray:
+    """One stored pass of a Lucier chain (its state loader, for chain.read_chain)."""
+    return np.load(folder / "pass.npy")
+
+
+def run_lucier(spec: LucierSpec, *, progress: bool = True, cache: bool = True):
+    """Run (or read back) the Lucier chain of a spec: (setup, chain.ChainResult). The run key is the spec (less
+    n_iterations: a longer chain extends a shorter one), the voice's and impulse response's fingerprints and the
+    source of every module this one imports."""
     from . import store
     from .chain import run_chain
 
-    setup = setup_from_config(cfg)
-    warn_if_no_lock_in(setup, cfg.n_iterations)  # before any pass is computed
+    if type(spec) is not LucierSpec:  # a notebook's parameters would put its plot settings in the key
+        raise TypeError(f"run_lucier takes a LucierSpec (specs.build(LucierSpec, cfg)), got {type(spec).__name__}")
+    setup = lucier_setup(spec)
+    warn_if_no_lock_in(setup, spec.n_iterations)  # before any pass is computed
     run_dir = None
     if cache:
-        run_dir = store.run_dir("lucier", {k: cfg[k] for k in CHAIN_KEYS}, setup.fingerprint, modules=SOURCES)
-    save = lambda x, folder: np.save(folder / "pass.npy", x)  # noqa: E731
-    load = lambda folder: np.load(folder / "pass.npy")  # noqa: E731
-    result = run_chain(setup.room.step, lambda: setup.room.window(setup.voice), cfg.n_iterations, run_dir=run_dir,
-                       seed=cfg.seed, save=save, load=load, desc="Lucier passes", progress=progress)
+        run_dir = store.run_dir("lucier", spec.key(), setup.fingerprint, modules=store.import_closure("audio"))
+    result = run_chain(setup.room.step, lambda: setup.room.window(setup.voice), spec.n_iterations, run_dir=run_dir,
+                       seed=spec.seed, save=save_pass, load=load_pass, desc="Lucier passes", progress=progress)
     return setup, result

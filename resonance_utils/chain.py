@@ -226,6 +226,23 @@ def load_extra(folder: str | os.PathLike, name: str, load: Callable[[Path], Any]
         fail(f"cannot be read ({type(e).__name__}: {e})", e)
 
 
+def read_chain(run_dir, n_generations: int, *, load: Callable = load_arrays) -> ChainResult:
+    """Generations 0..n_generations of a committed chain, read back and checked (read_generation), without its
+    operator: what a notebook reads of another's chain. Fewer complete generations is a FileNotFoundError."""
+    run_dir = Path(run_dir)
+    done = complete_generations(run_dir)
+    if len(done) <= n_generations:
+        raise FileNotFoundError(f"{run_dir} holds generations 0-{len(done) - 1}, not 0-{n_generations}"
+                                if done else f"{run_dir} holds no complete generation")
+    states, mets, secs = [], [], []
+    for g in range(n_generations + 1):
+        state, meta = read_generation(run_dir, g, load)
+        states.append(state)
+        mets.append(meta.get("metrics", {}))
+        secs.append(meta.get("seconds", 0.0))
+    return ChainResult(states=states, metrics=mets, seconds=secs, run_dir=run_dir)
+
+
 # -------------------------------------------------------------------------------------------------------- runner
 def run_chain(step: Callable[[Any, StepContext], Any], initial, n_generations: int, *, run_dir=None,
               seed: int = 0, save: Callable = save_arrays, load: Callable = load_arrays,

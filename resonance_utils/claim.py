@@ -36,7 +36,8 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from .chain import run_chain
-from .metrics import as_features
+from .geometry import principal_axes
+from .metrics import as_features, check_choice
 
 MIXING_VERDICTS = ("mixed", "mixing", "separated", "inconclusive")
 CONTRACTION_VERDICTS = ("directional", "uniform", "none", "inconclusive")
@@ -45,12 +46,6 @@ OBSERVED_OUTCOMES = ("resonance", "wandering", "separate basins", "inconclusive"
 REPLICATE_MODES = ("auto", "given", "halves")
 KERNELS = ("linear", "gaussian")
 BASES = ("final", "pooled")
-
-
-def _check_choice(value, allowed, name: str) -> None:
-    if isinstance(value, str) and value in allowed:
-        return
-    raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
 
 
 def _check_range(value, name: str, low=None, high=None, *, low_open=False, high_open=False) -> float:
@@ -397,7 +392,7 @@ def _path_deviations(per_gen, n_boot: int, rng) -> np.ndarray:
 
 
 def _resolve_replicates(ens, replicates: str) -> str:
-    _check_choice(replicates, REPLICATE_MODES, "replicates")
+    check_choice(replicates, REPLICATE_MODES, "replicates")
     R = min(len(reps) for reps in ens)
     deterministic = R > 1 and all(_identical_replicates(reps) for reps in ens)
     mode = ("halves" if deterministic else "given") if replicates == "auto" else replicates
@@ -410,7 +405,7 @@ def _resolve_replicates(ens, replicates: str) -> str:
 
 
 def _bandwidth(ens, kernel: str, bandwidth, seed: int):
-    _check_choice(kernel, KERNELS, "kernel")
+    check_choice(kernel, KERNELS, "kernel")
     if kernel == "linear":
         return None
     if bandwidth is not None:
@@ -682,7 +677,7 @@ def assess_contraction(chain, *, seed: int = 0, basis: str = "final", n_componen
     window = _check_count(window, "window")
     if window > G1 - 1:
         raise ValueError(f"window must be between 1 and the number of generations after 0 ({G1 - 1}), got {window}")
-    _check_choice(basis, BASES, "basis")
+    check_choice(basis, BASES, "basis")
     contraction_tol = _check_range(contraction_tol, "contraction_tol", 0, 1, low_open=True, high_open=True)
     anisotropy_tol = _check_range(anisotropy_tol, "anisotropy_tol", 0)
     quantile = _check_range(quantile, "quantile", 0, 0.5, low_open=True)
@@ -962,8 +957,8 @@ def predicted_outcome(mixing: str, contraction: str) -> str:
     settles on a full-dimensional cloud: the paper's dichotomy has no other name for it); separated -> "separate
     basins" ("... (each contracting)" when the chains contract directionally, the CycleGAN picture); an
     inconclusive mixing verdict, or an inconclusive contraction of an ergodic chain -> "inconclusive"."""
-    _check_choice(mixing, MIXING_VERDICTS, "mixing verdict")
-    _check_choice(contraction, CONTRACTION_VERDICTS, "contraction verdict")
+    check_choice(mixing, MIXING_VERDICTS, "mixing verdict")
+    check_choice(contraction, CONTRACTION_VERDICTS, "contraction verdict")
     if mixing == "inconclusive":
         return "inconclusive"
     if mixing == "separated":
@@ -976,8 +971,8 @@ def predicted_outcome(mixing: str, contraction: str) -> str:
 def outcomes_agree(predicted: str, observed: str) -> bool | None:
     """Prediction and observation name the same outcome ("separate basins (each contracting)" is a kind of
     "separate basins"); None when either is inconclusive (nothing to compare)."""
-    _check_choice(predicted, OUTCOMES, "predicted outcome")
-    _check_choice(observed, OBSERVED_OUTCOMES, "observed outcome")
+    check_choice(predicted, OUTCOMES, "predicted outcome")
+    check_choice(observed, OBSERVED_OUTCOMES, "observed outcome")
     if "inconclusive" in (predicted, observed):
         return None
     return predicted.split(" (")[0] == observed
@@ -1074,10 +1069,9 @@ def pca_project(chains, n_components: int | None) -> list:
     if not n_components:
         return mapped(chains, lambda x: np.asarray(x, dtype=np.float64))
     pooled = np.concatenate([np.asarray(x, dtype=np.float64) for x in leaves(chains)])
-    mean = pooled.mean(0)
     k = int(min(n_components, pooled.shape[1], len(pooled) - 1))
-    _, _, vt = np.linalg.svd(pooled - mean, full_matrices=False)
-    return mapped(chains, lambda x: (np.asarray(x, dtype=np.float64) - mean) @ vt[:k].T)
+    mean, axes, _ = principal_axes(pooled, k)
+    return mapped(chains, lambda x: (np.asarray(x, dtype=np.float64) - mean) @ axes.T)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1206,8 +1200,7 @@ def known_answer_chains(case: str, *, n: int = 200, dim: int = 10, generations: 
       directional contraction x_k -> 0.5 x_k + sqrt(0.75) s_k e, s = 1 on half the axes, 0.3 on the rest
       uniform contraction     the same with s = 0.3 on every axis
     """
-    if case not in KNOWN_ANSWERS:
-        raise ValueError(f"unknown case {case!r}; choose one of {list(KNOWN_ANSWERS)}")
+    check_choice(case, KNOWN_ANSWERS, "case")
     dim = _check_count(dim, "dim", 2)
     scales = {"directional contraction": np.r_[np.ones(dim // 2), np.full(dim - dim // 2, 0.3)],
               "uniform contraction": np.full(dim, 0.3)}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import claim
+from .specs import ClaimMeasures, CycleGANSpec, DiffusionChainSpec, LucierSpec
 
 
 @dataclass
@@ -33,41 +34,7 @@ class SettingRun:
     details: dict = field(default_factory=dict)  # numbers behind the per-trajectory verdict, for the record
 
 
-@dataclass(frozen=True)
-class MeasureOptions:
-    """The thresholds of the claim's measures, in one place for every row and the calibration (values from the
-    notebook's profile: params/09_claim/<profile>.yaml documents each)."""
-
-    held_out: int  # last generations read only by the observation
-    pca_components: int  # directions every measure works in
-    seed: int
-    mixing_eps: float  # the meaning of each: claim.assess_mixing, assess_contraction, observe_outcome
-    mixed_effect: float
-    divergence_tol: float
-    contraction_tol: float
-    anisotropy_tol: float
-    move_tol: float
-    dim_tol: float
-    alpha: float
-    n_boot: int
-
-    @classmethod
-    def from_config(cls, cfg) -> "MeasureOptions":
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__})
-
-    def setting_options(self) -> dict:
-        """Keyword options of claim.assess_setting (and claim.calibrate)."""
-        shared = dict(alpha=self.alpha, n_boot=self.n_boot)
-        return dict(held_out=self.held_out,
-                    mixing=dict(eps=self.mixing_eps, mixed_effect=self.mixed_effect,
-                                divergence_tol=self.divergence_tol, **shared),
-                    contraction=dict(contraction_tol=self.contraction_tol, anisotropy_tol=self.anisotropy_tol,
-                                     **shared),
-                    observation=dict(mixed_effect=self.mixed_effect, move_tol=self.move_tol, dim_tol=self.dim_tol,
-                                     **shared))
-
-
-def assess_run(run: SettingRun, options: MeasureOptions) -> tuple[claim.SettingAssessment, dict]:
+def assess_run(run: SettingRun, options: ClaimMeasures) -> tuple[claim.SettingAssessment, dict]:
     """The row of one setting: its clouds on one pooled PCA basis, claim.assess_setting, and the table row (a
     deterministic map's mixing verdict is the per-trajectory one)."""
     clouds = claim.pca_project(run.clouds, options.pca_components)
@@ -77,7 +44,7 @@ def assess_run(run: SettingRun, options: MeasureOptions) -> tuple[claim.SettingA
     return assessment, row
 
 
-def calibration_sizes(runs, options: MeasureOptions) -> list[dict]:
+def calibration_sizes(runs, options: ClaimMeasures) -> list[dict]:
     """The distinct sizes (samples per set, dimension, generations, starts, replicates) the rows use, for
     claim.calibrate: a verdict is only as good as its error rate at its own sizes."""
     sizes = []
@@ -94,7 +61,7 @@ def calibration_sizes(runs, options: MeasureOptions) -> list[dict]:
     return sizes
 
 
-def calibration_table(runs, options: MeasureOptions, *, seeds: int) -> list[dict]:
+def calibration_table(runs, options: ClaimMeasures, *, seeds: int) -> list[dict]:
     """claim.calibrate at every size the rows use, with the rows' own thresholds."""
     settings = options.setting_options()
     held_out = settings.pop("held_out")
@@ -108,19 +75,19 @@ def calibration_table(runs, options: MeasureOptions, *, seeds: int) -> list[dict
 # ------------------------------------------------------------------------------------------------ image chains
 
 
-def image_setting_run(icfg, setting: str, real, classifier, *, title: str, data_name: str, feature_space: str,
+def image_setting_run(spec: DiffusionChainSpec, setting: str, real, classifier, *, title: str, data_name: str, feature_space: str,
                       n_starts: int, n_replicates: int, skew: float, seed: int,
                       progress: bool = True) -> SettingRun:
     """One diffusion setting of image_chains from n_starts class-skewed starts, n_replicates chains each with
     its own noise (cached and resumable: each chain is a run folder); clouds = the classifier's embedding."""
     from . import image_chains
 
-    starts = image_chains.class_skewed_starts(real, icfg.samples_per_generation, n_starts, skew=skew, seed=seed)
+    starts = image_chains.class_skewed_starts(real, spec.samples_per_generation, n_starts, skew=skew, seed=seed)
     clouds = []
     for s, x0 in enumerate(starts):
         reps = []
         for r in range(n_replicates):
-            result = image_chains.run_image_chain(icfg, setting, real, classifier, x0=x0, progress=progress,
+            result = image_chains.run_image_chain(spec, setting, real, classifier, x0=x0, progress=progress,
                                                   chain_seed=image_chains.replicate_seed(seed, s, r))
             reps.append(image_chains.cached_features(result, network="classifier", model=classifier))
         clouds.append(reps)
@@ -135,7 +102,7 @@ BASIN_TO_MIXING = {"one basin": "mixed", "shared basins": "separated", "separate
                    "inconclusive": "inconclusive"}
 
 
-def cyclegan_run(gcfg, model, domains, *, n_starts: int, start_size: int, skew: float, seed: int, title: str,
+def cyclegan_run(spec: CycleGANSpec, model, domains, *, n_starts: int, start_size: int, skew: float, seed: int, title: str,
                  generations: int, tol: float | None = None, progress: bool = True) -> SettingRun:
     """The CycleGAN map x -> F(G(x)) iterated from class-skewed start sets; the pixels of every cycle as clouds
     (one replicate: deterministic), and the per-trajectory verdict: do trajectories from different start sets
@@ -146,18 +113,18 @@ def cyclegan_run(gcfg, model, domains, *, n_starts: int, start_size: int, skew: 
     starts = image_chains.class_skewed_starts(domains["a_test"], start_size, n_starts, skew=skew, seed=seed)
     joined = {"images": np.concatenate([s["images"] for s in starts]),
               "labels": np.concatenate([s["labels"] for s in starts])}
-    result = cyclegan.run_cycles(gcfg, model, joined, quantize=gcfg.quantize, progress=progress)
+    result = cyclegan.run_cycles(spec, model, joined, quantize=spec.quantize, progress=progress)
     trajectory = cyclegan.trajectory(result)
     start_ids = np.repeat(np.arange(n_starts), [len(s["images"]) for s in starts])
-    basins = attractors.basin_assessment(trajectory, start_ids, tol=gcfg.tol if tol is None else tol,
-                                         max_period=gcfg.max_period, seed=seed)
-    sweep = attractors.tolerance_sweep(trajectory, max_period=gcfg.max_period)
+    basins = attractors.basin_assessment(trajectory, start_ids, tol=spec.tol if tol is None else tol,
+                                         max_period=spec.max_period, seed=seed)
+    sweep = attractors.tolerance_sweep(trajectory, max_period=spec.max_period)
     stride = max(1, (len(trajectory) - 1) // int(generations))
     per_cycle = cyclegan.trajectory_clouds(trajectory[::stride][:int(generations) + 1])
     clouds = [[[c[start_ids == s] for c in per_cycle]] * 2 for s in range(n_starts)]  # identical: deterministic
     note = (f"per trajectory: {basins.verdict}, {basins.n_attractors} attractors, "
             f"{basins.share_cross:.2f} of cross-start pairs share a basin")
-    return SettingRun(setting=title, data=f"{gcfg.domain_a} -> {gcfg.domain_b}", feature_space="pixels",
+    return SettingRun(setting=title, data=f"{spec.domain_a} -> {spec.domain_b}", feature_space="pixels",
                       clouds=clouds, paired=True, trajectory_verdict=BASIN_TO_MIXING[basins.verdict],
                       trajectory_note=note, details={"basins": basins, "tolerance_sweep": sweep})
 
@@ -165,7 +132,7 @@ def cyclegan_run(gcfg, model, domains, *, n_starts: int, start_size: int, skew: 
 # ------------------------------------------------------------------------------------------------ Lucier
 
 
-def lucier_run(lcfg, *, mixing_times: float, generations: int, replicates: int, seed: int, title: str,
+def lucier_run(spec: LucierSpec, *, n_mels: int, mixing_times: float, generations: int, replicates: int, seed: int, title: str,
                eps: float = 0.05) -> SettingRun:
     """The Lucier loop from four different sounds (audio.start_signals), run for `mixing_times` predicted
     mixing times of the room (log eps / log(|G2| / |G1|) passes, audio.spectral_gap): passes are cheap, so the
@@ -175,14 +142,14 @@ def lucier_run(lcfg, *, mixing_times: float, generations: int, replicates: int, 
     `replicates` chains per start with their own noise."""
     from . import audio, chain, runtime
 
-    setup = audio.setup_from_config(lcfg)
-    starts = audio.start_signals(setup.voice, lcfg.sample_rate, seed=seed)
+    setup = audio.lucier_setup(spec)
+    starts = audio.start_signals(setup.voice, spec.sample_rate, seed=seed)
     gap = audio.spectral_gap(setup.room, setup.band)
     t_mix = gap.mixing_time(eps)
     passes = max(int(generations), int(math.ceil(mixing_times * t_mix)) if math.isfinite(t_mix) else 0)
     stride = max(1, passes // int(generations))
     passes = stride * int(generations)
-    noisy = bool(lcfg.add_noise)
+    noisy = bool(spec.add_noise)
     n_reps = int(replicates) if noisy else 1
     clouds = []
     for s, sound in enumerate(starts.values()):
@@ -190,7 +157,7 @@ def lucier_run(lcfg, *, mixing_times: float, generations: int, replicates: int, 
         for r in range(n_reps):
             res = chain.run_chain(setup.room.step, setup.room.window(sound), passes, progress=False,
                                   seed=runtime.generation_seed(seed, s, stream=2000 + r) % 2**31)
-            reps.append([audio.logmel_frames(p, lcfg.sample_rate, n_mels=lcfg.n_mels) for p in res.states[::stride]])
+            reps.append([audio.logmel_frames(p, spec.sample_rate, n_mels=n_mels) for p in res.states[::stride]])
         clouds.append(reps if noisy else reps * 2)
     n_frames = min(len(x) for reps in clouds for c in reps for x in c)
     clouds = [[[x[:n_frames] for x in c] for c in reps] for reps in clouds]  # frames paired across passes
@@ -205,14 +172,14 @@ def lucier_run(lcfg, *, mixing_times: float, generations: int, replicates: int, 
                 f"{report.mixing_time:.3g} passes (predicted {t_mix:.3g}), run {passes}")
         details["multistart"] = report
     data = f"{setup.voice_source.split(': ')[-1]} + 3 other sounds"
-    return SettingRun(setting=title, data=data, feature_space=f"log-mel frames ({lcfg.n_mels} bands)", clouds=clouds,
+    return SettingRun(setting=title, data=data, feature_space=f"log-mel frames ({n_mels} bands)", clouds=clouds,
                       paired=True, trajectory_verdict=verdict, trajectory_note=note, details=details)
 
 
 # ------------------------------------------------------------------------------------------------ known answers
 
 
-def synthetic_checks(*, n_generations: int, seed: int, options: MeasureOptions) -> list[dict]:
+def synthetic_checks(*, n_generations: int, seed: int, options: ClaimMeasures) -> list[dict]:
     """The four combinations of claim.SYNTHETIC through claim.assess_setting: what the measures say against
     what each chain is built to be."""
     rows = []

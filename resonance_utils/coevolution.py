@@ -7,8 +7,10 @@ Nothing here imports torch: every chain is a few numpy operations per generation
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from .chain import run_chain
 from .recursive_diffusion import _check_count, _check_fraction, _component_logpdf, _precisions, _psd_sqrt
@@ -257,3 +259,158 @@ def predicted_image_moments(probs, n_samples: int, generations: int, *, trace0=1
             traces[g, k], shifts[g, k] = v, m
     return traces, shifts
 
+
+# ----------------------------------------------------------------------------------------------------------
+# what notebook 07 shows: predicted against simulated, one row per rate
+
+RATE_COLUMNS = ("quantity", "case", "predicted", "simulated", "SE", "prediction")
+
+
+def _rate_row(quantity: str, case: str, predicted, simulated, se, prediction: str) -> dict:
+    """One row of a rate table (RATE_COLUMNS): `prediction` says how exact the predicted value is."""
+    return dict(zip(RATE_COLUMNS, (quantity, case, float(predicted), float(simulated), float(se), prediction)))
+
+
+def _mean_se(values) -> tuple[float, float]:
+    """Mean over replicates and its standard error (population sd / sqrt(R))."""
+    v = np.asarray(values, dtype=np.float64)
+    return v.mean(), v.std() / np.sqrt(len(v))
+
+
+def caption_weighted(per_caption, probs0, trace0) -> np.ndarray:
+    """sum_k p0_k x_k / sum_k p0_k tr S_k,0 over the last axis (K): a per-caption diversity or fidelity error,
+    weighted by the original caption frequencies and relative to the original weighted diversity."""
+    p0 = np.asarray(probs0, dtype=np.float64)
+    return np.asarray(per_caption, dtype=np.float64) @ p0 / (np.asarray(trace0, dtype=np.float64) @ p0)
+
+
+@dataclass(frozen=True, eq=False)
+class CoevolutionRates:
+    """Every case of `coevolution_rates`, its closed forms and `table` (RATE_COLUMNS). Per case name: `results`
+    (`run_coevolution`), and (R, G + 1) curves relative to generation 0: `heterozygosity` (text cases),
+    `diversity` and `fidelity` (image cases, caption-weighted; a dead caption counts 0). Predictions are
+    per caption, (G + 1, K), under a frozen text model (`predicted_image_moments`), without and with fresh data."""
+
+    table: pd.DataFrame
+    original: dict
+    cases: dict  # name -> (case, captioner, fresh_fraction)
+    results: dict
+    heterozygosity: dict
+    diversity: dict
+    fidelity: dict
+    caption_error: float  # share of the MAP captioner's errors on the original joint model
+    rho: np.ndarray  # (K,) per-caption image contraction factor, frozen text
+    picks: dict  # "most frequent", "median", "rarest" -> caption index
+    predicted_heterozygosity: np.ndarray  # (G + 1,) Wright-Fisher, and with fresh data (next)
+    predicted_heterozygosity_fresh: np.ndarray
+    predicted_traces: np.ndarray
+    predicted_shifts: np.ndarray
+    predicted_traces_fresh: np.ndarray
+    predicted_shifts_fresh: np.ndarray
+
+    @property
+    def text_cases(self) -> list:
+        """The cases whose text model learns (frozen image, coupled), in order."""
+        return list(self.heterozygosity)
+
+    @property
+    def image_cases(self) -> list:
+        """The cases whose image model learns (frozen text, coupled), in order."""
+        return list(self.diversity)
+
+    @property
+    def trace0(self) -> np.ndarray:
+        return np.trace(self.original["covs"], axis1=1, axis2=2)
+
+    def weighted(self, per_caption) -> np.ndarray:
+        """`caption_weighted` with this run's original probabilities and traces."""
+        return caption_weighted(per_caption, self.original["probs"], self.trace0)
+
+    def relative_live_diversity(self, name: str) -> np.ndarray:
+        """(R, G + 1, K): case `name`'s `live_diversity` per caption over its generation-0 trace."""
+        return live_diversity(self.results[name]) / self.trace0
+
+    @property
+    def final_diversity(self) -> dict:
+        return {n: float(self.diversity[n][:, -1].mean()) for n in self.image_cases}
+
+    @property
+    def final_heterozygosity(self) -> dict:
+        return {n: float(self.heterozygosity[n][:, -1].mean()) for n in self.text_cases}
+
+
+def coevolution_rates(original: dict, *, n_generations: int = 60, n_samples: int = 300, n_replicates: int = 50,
+                      captioner: str = "map", fresh_fraction: float = 0.2, seed: int = 0,
+                      error_samples: int = 20000) -> CoevolutionRates:
+    """Six cases, `n_replicates` chains each (common random numbers: every case uses the seeds (seed, r)):
+    frozen image with sampled captions and with `captioner`, frozen text, coupled, and the last two with
+    `fresh_fraction` fresh pairs. The table compares: the text heterozygosity factor with 1 - 1/N; the image
+    diversity factor of the most frequent, median and rarest caption with rho_k; the diversity at G and its
+    mean over generations 1..G, the fidelity error at G and the fresh coupled heterozygosity at G with their
+    closed forms (exact where the case is the closed form's, otherwise a reference, as the row says).
+    The captioner error is measured on `error_samples` pairs of the original model (seed)."""
+    original = _check_joint(original, "original")
+    if captioner not in CAPTIONERS:
+        raise ValueError(f"unknown captioner {captioner!r}; choose one of {list(CAPTIONERS)}")
+    lam = _check_fraction(fresh_fraction, "fresh_fraction")
+    big_n, gens = _check_count(n_samples, "n_samples", 2), _check_count(n_generations, "n_generations", 1)
+    reps = _check_count(n_replicates, "n_replicates", 2)
+    fresh_text, fresh_coupled = f"frozen text + {lam:.0%} fresh", f"coupled + {lam:.0%} fresh"
+    cases = {"frozen image, sampled captions": ("frozen_image", "sampled", 0.0),
+             f"frozen image, {captioner} captioner": ("frozen_image", captioner, 0.0),
+             "frozen text": ("frozen_text", captioner, 0.0), "coupled": ("coupled", captioner, 0.0),
+             fresh_text: ("frozen_text", captioner, lam), fresh_coupled: ("coupled", captioner, lam)}
+    results = {name: run_coevolution(original, gens, case=case, n_samples=big_n, captioner=cap, fresh_fraction=f,
+                                     n_replicates=reps, seed=seed) for name, (case, cap, f) in cases.items()}
+    caps, imgs = sample_joint(original, _check_count(error_samples, "error_samples", 1), np.random.default_rng(seed))
+    caption_error = float(np.mean(caption_map(imgs, original) != caps))
+
+    p0, tr0 = original["probs"], np.trace(original["covs"], axis1=1, axis2=2)
+    tr_pred, shift_pred = predicted_image_moments(p0, big_n, gens, trace0=tr0)
+    tr_fresh, shift_fresh = predicted_image_moments(p0, big_n, gens, trace0=tr0, fresh_fraction=lam)
+    text = [n for n, (case, _, _) in cases.items() if case != "frozen_text"]
+    image = [n for n, (case, _, _) in cases.items() if case != "frozen_image"]
+    rates = CoevolutionRates(
+        table=pd.DataFrame(columns=RATE_COLUMNS), original=original, cases=cases, results=results,
+        heterozygosity={n: heterozygosity(results[n]["probs"]) for n in text},
+        diversity={n: caption_weighted(live_diversity(results[n]), p0, tr0) for n in image},
+        fidelity={n: caption_weighted(results[n]["shift2"], p0, tr0) for n in image},
+        caption_error=caption_error, rho=image_contraction_factor(p0, big_n),
+        picks={"most frequent": 0, "median": len(p0) // 2, "rarest": len(p0) - 1},
+        predicted_heterozygosity=predicted_heterozygosity(p0, big_n, gens),
+        predicted_heterozygosity_fresh=predicted_heterozygosity(p0, big_n, gens, fresh_fraction=lam),
+        predicted_traces=tr_pred, predicted_shifts=shift_pred, predicted_traces_fresh=tr_fresh,
+        predicted_shifts_fresh=shift_fresh)
+    return replace(rates, table=pd.DataFrame(_coevolution_rows(rates, big_n, gens, fresh_text, fresh_coupled)))
+
+
+def _coevolution_rows(rates: CoevolutionRates, big_n: int, gens: int, fresh_text: str, fresh_coupled: str) -> list:
+    div, fid, het, w = rates.diversity, rates.fidelity, rates.heterozygosity, rates.weighted
+    rows = []
+    for name in rates.text_cases[:3]:
+        kind = "exact" if name.endswith("sampled captions") else "Wright-Fisher, no captioner error"
+        rows.append(_rate_row("text heterozygosity factor per generation", name, 1 - 1 / big_n,
+                              *one_step_factor(het[name]), kind))
+    for name in ("frozen text", "coupled"):
+        f_k, se_k = one_step_factor(live_diversity(rates.results[name]))
+        for label, k in rates.picks.items():
+            rows.append(_rate_row(f"image diversity factor per generation, {label} caption "
+                                  f"(p0 = {rates.original['probs'][k]:.3f})", name, rates.rho[k], f_k[k], se_k[k],
+                                  "exact" if name == "frozen text" else "frozen-text rate, for reference"))
+    end, end_fresh = w(rates.predicted_traces)[-1], w(rates.predicted_traces_fresh)[-1]
+    for name, pred, kind in (("frozen text", end, "exact"), ("coupled", end, "frozen-text value, for reference"),
+                             (fresh_text, end_fresh, "exact"),
+                             (fresh_coupled, end_fresh, "frozen-text + fresh value, approximate")):
+        rows.append(_rate_row(f"image diversity at generation {gens} / generation 0", name, pred,
+                              *_mean_se(div[name][:, -1]), kind))
+    for name in ("frozen text", "coupled"):
+        rows.append(_rate_row(f"mean image diversity over generations 1-{gens}", name,
+                              w(rates.predicted_traces)[1:].mean(), *_mean_se(div[name][:, 1:].mean(1)),
+                              "exact" if name == "frozen text" else "frozen-text value, for reference"))
+    for name, shifts in (("frozen text", rates.predicted_shifts), (fresh_text, rates.predicted_shifts_fresh)):
+        rows.append(_rate_row(f"fidelity E|mean - mean_0|^2 / tr S_0 at generation {gens}", name, w(shifts)[-1],
+                              *_mean_se(fid[name][:, -1]), "exact"))
+    rows.append(_rate_row(f"text heterozygosity at generation {gens}", fresh_coupled,
+                          rates.predicted_heterozygosity_fresh[-1], *_mean_se(het[fresh_coupled][:, -1]),
+                          "sampled-captioner formula, approximate"))
+    return rows

@@ -1,8 +1,9 @@
-"""Profiles and parameters: params/<notebook>/<profile>.yaml, typed overrides, unknown names rejected.
+"""Profiles and parameters: a notebook's parameter class (notebook_params) holds every parameter with its type,
+default and meaning; params/<notebook>/<profile>.yaml holds only what that profile changes; overrides on top.
 
-The profile YAML defines which parameters exist and their types (the value's type); an override must have
-the same type (an int is accepted for a float). Values are plain scalars (bool, int, float, str) so that
-papermill can pass every one of them; vectors are written as strings such as "6.0, 5.0, 3.2".
+An unknown name is an error that lists the valid ones; a value of the wrong type or out of range is an error that
+names the parameter (the specs check them), before anything is loaded. Profile values and papermill parameters
+are plain scalars (bool, int, float, str); vectors are written as strings such as "6.0, 5.0, 3.2".
 """
 from __future__ import annotations
 
@@ -12,14 +13,11 @@ from collections.abc import Mapping
 
 import yaml
 
+from .specs import ConfigError, coerce, parse_vector  # noqa: F401 - re-exported: the names users know
 from .store import repo_root
 
 PROFILES = ("smoke", "quick", "paper")
 _SCALARS = (bool, int, float, str)
-
-
-class ConfigError(ValueError):
-    """A bad profile, parameter name or value: the message says which and lists what is valid."""
 
 
 def params_dir() -> Path:
@@ -27,15 +25,29 @@ def params_dir() -> Path:
 
 
 def notebooks_with_params() -> list[str]:
-    return sorted(p.name for p in params_dir().iterdir() if p.is_dir())
+    from .notebook_params import NOTEBOOKS
+    return sorted(NOTEBOOKS)
+
+
+def params_class(notebook: str) -> type:
+    """The parameter class of a notebook (notebook_params.NOTEBOOKS)."""
+    from .notebook_params import NOTEBOOKS
+    try:
+        return NOTEBOOKS[notebook]
+    except KeyError:
+        raise ConfigError(f"no parameters for notebook {notebook!r}; known: {', '.join(sorted(NOTEBOOKS))}") from None
 
 
 class Config(Mapping):
-    """A read-only mapping with attribute access: cfg.n_iterations or cfg["n_iterations"]."""
+    """A notebook's resolved parameters: read-only, cfg.n_iterations or cfg["n_iterations"]; `params` is the
+    typed, checked instance of the notebook's parameter class (specs.build turns it into specs)."""
 
-    def __init__(self, notebook: str, profile: str, values: dict, overridden: tuple[str, ...] = ()):
-        self._values = dict(values)
-        self.notebook, self.profile, self.overridden = notebook, profile, tuple(overridden)
+    def __init__(self, notebook: str, profile: str, params, overridden: tuple[str, ...] = (),
+                 from_profile: tuple[str, ...] = ()):
+        self.params = params
+        self._values = params.to_dict()
+        self.notebook, self.profile = notebook, profile
+        self.overridden, self.from_profile = tuple(overridden), tuple(from_profile)
 
     def __getitem__(self, key):
         return self._values[key]
@@ -57,32 +69,37 @@ class Config(Mapping):
     def to_dict(self) -> dict:
         return dict(self)
 
+    def to_json(self) -> dict:
+        """The values as JSON would hold them (vectors as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.items()}
+
     def __repr__(self):
         width = max(map(len, self)) if self else 0
         lines = [f"{self.notebook} · profile {self.profile}"]
         for k, v in self.items():
-            mark = "  (override)" if k in self.overridden else ""
+            mark = ("  (override)" if k in self.overridden else f"  ({self.profile} profile)" if k in self.from_profile
+                    else "")
             lines.append(f"  {k:<{width}} = {v!r}{mark}")
         return "\n".join(lines)
 
 
 def load_profile(notebook: str, profile: str) -> dict:
-    """The YAML of one notebook's profile, checked: known profile, plain scalar values."""
-    nb_dir = params_dir() / notebook
-    if not nb_dir.is_dir():
-        raise ConfigError(f"no parameters for notebook {notebook!r} (looked in {nb_dir}); "
-                          f"known: {', '.join(notebooks_with_params())}")
+    """What one profile of a notebook changes (its YAML), checked: known profile, known names, plain scalars."""
+    cls = params_class(notebook)
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
-    path = nb_dir / f"{profile}.yaml"
+    path = params_dir() / notebook / f"{profile}.yaml"
     if not path.exists():
-        raise ConfigError(f"{path} is missing: notebook {notebook!r} has no {profile!r} profile")
+        return {}
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must be a mapping of parameter: value")
+    unknown = sorted(set(values) - set(cls.names()))
+    if unknown:
+        raise ConfigError(f"{path}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls.names())}")
     for k, v in values.items():
         if not isinstance(v, _SCALARS):
             raise ConfigError(f"{path}: {k} = {v!r} is a {type(v).__name__}; parameters must be bool, int, float "
@@ -90,29 +107,23 @@ def load_profile(notebook: str, profile: str) -> dict:
     return values
 
 
-def coerce(name: str, value, default):
-    """`value` converted to the type of `default`, or a ConfigError naming the parameter."""
-    kind = type(default)
-    if isinstance(value, bool) or kind is bool:
-        if type(value) is kind:
-            return value
-    elif kind is float and isinstance(value, (int, float)):
-        return float(value)
-    elif isinstance(value, kind):
-        return value
-    raise ConfigError(f"parameter {name!r} must be {kind.__name__} (like {default!r}), got {value!r} "
-                      f"({type(value).__name__})")
+def profile_values(notebook: str, profile: str) -> dict:
+    """Every parameter of a notebook in a profile: the defaults with the profile's changes (unchecked values)."""
+    return params_class(notebook).defaults() | load_profile(notebook, profile)
 
 
 def load_config(notebook: str, profile: str, **overrides) -> Config:
-    """Profile values with overrides applied; an unknown name is an error that lists the valid ones."""
-    values = load_profile(notebook, profile)
-    unknown = sorted(set(overrides) - set(values))
+    """Defaults, the profile's changes, then overrides; every value checked by the notebook's specs."""
+    cls = params_class(notebook)
+    changes = load_profile(notebook, profile)
+    unknown = sorted(set(overrides) - set(cls.names()))
     if unknown:
-        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {notebook}; valid: {', '.join(values)}")
-    for k, v in overrides.items():
-        values[k] = coerce(k, v, values[k])
-    return Config(notebook, profile, values, tuple(overrides))
+        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {notebook}; valid: {', '.join(cls.names())}")
+    try:
+        params = cls(**(changes | overrides))
+    except ConfigError as e:
+        raise ConfigError(f"{notebook} ({profile} profile): {e}") from None
+    return Config(notebook, profile, params, tuple(overrides), tuple(k for k in changes if k not in overrides))
 
 
 def resolve(notebook: str, namespace: dict) -> Config:
@@ -125,7 +136,8 @@ def resolve(notebook: str, namespace: dict) -> Config:
     from .runtime import default_profile
 
     profile = namespace.get("profile") or default_profile()
-    known = load_profile(notebook, profile)
+    load_profile(notebook, profile)  # the profile itself is checked first
+    known = params_class(notebook).names()
     injected = _papermill_injected_names(namespace)
     unknown = sorted(injected - set(known) - {"profile"})
     if unknown:
@@ -151,24 +163,12 @@ def _papermill_injected_names(namespace: dict) -> set[str]:
     return names
 
 
-def parse_vector(name: str, text, length: int | None = None) -> tuple[float, ...]:
-    """'6.0, 5.0, 3.2' -> (6.0, 5.0, 3.2), with errors that name the parameter."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        parts = [float(text)]
-    else:
-        try:
-            parts = [float(p) for p in str(text).replace(";", ",").split(",") if p.strip()]
-        except ValueError:
-            raise ConfigError(f"parameter {name!r} must be comma-separated numbers like \"6.0, 5.0, 3.2\", "
-                              f"got {text!r}") from None
-    if length is not None and len(parts) != length:
-        raise ConfigError(f"parameter {name!r} needs {length} numbers, got {len(parts)} ({text!r})")
-    return tuple(parts)
-
-
 def check_overrides(notebook: str, profile: str, pairs: list[str]) -> dict:
-    """key=value strings from the command line -> typed overrides, checked against the profile."""
-    values = load_profile(notebook, profile)
+    """key=value strings from the command line -> typed overrides, checked against the profile (a notebook
+    without a parameter class takes none)."""
+    if not pairs:
+        return {}
+    values = profile_values(notebook, profile)
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
@@ -178,12 +178,13 @@ def check_overrides(notebook: str, profile: str, pairs: list[str]) -> dict:
             raise ConfigError("set the profile with --profile, not -p profile=...")
         overrides[k] = _parse_cli_value(v, values[k]) if k in values else v
     cfg = load_config(notebook, profile, **overrides)
-    return {k: cfg[k] for k in overrides}
+    # vectors stay as written ("1, 2, 2"): papermill passes plain scalars
+    return {k: overrides[k] if isinstance(cfg[k], tuple) else cfg[k] for k in overrides}
 
 
 def _parse_cli_value(text: str, default):
-    """A -p value as YAML would read it, so '0.5' is a float and 'true' a bool; strings stay strings."""
-    if isinstance(default, str):
+    """A -p value as YAML would read it, so '0.5' is a float and 'true' a bool; strings and vectors stay text."""
+    if isinstance(default, (str, tuple)):
         return text
     try:
         return yaml.safe_load(text)

@@ -1,9 +1,10 @@
-"""CycleGAN: the official ResNet generator and PatchGAN discriminator, training, and the iterated cycle x -> F(G(x)).
+"""CycleGAN training and the iterated cycle x -> F(G(x)) as a chain operator, with the cached model and cycle runs
+of a 04_cyclegan_attractors configuration.
 
-The networks are written from scratch with the module layout (and so the state-dict keys) of the official
-junyanz/pytorch-CycleGAN-and-pix2pix `networks.py` with instance norm, so its `latest_net_G_A.pth` files load.
-Names follow the domains: G_AB maps domain A to B, G_BA maps B to A, and D_A judges images of domain A (the
-official code names the discriminator after the generator that feeds it, so its D_A judges domain B).
+The networks (the official ResNet generator and PatchGAN discriminator, the model pair) live in
+`resonance_utils.cyclegan_networks`, the loader of official pytorch-CycleGAN-and-pix2pix checkpoints in
+`resonance_utils.cyclegan_checkpoints`; both are re-exported here. Names follow the domains: G_AB maps domain A
+to B, G_BA maps B to A, D_A judges images of domain A.
 
 The cycle map is deterministic, so the chain it drives is not ergodic: every start runs into an attractor (a
 fixed point or a cycle). The detector lives in `resonance_utils.attractors` (find_attractors, cluster_basins,
@@ -12,7 +13,6 @@ pairs_apart, basin_assessment, tolerance_sweep); the names below are re-exported
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 from pathlib import Path
 
@@ -25,206 +25,18 @@ from tqdm.auto import tqdm
 from .attractors import (  # noqa: F401 - re-exported: the detector moved to attractors.py
     AttractorReport, _close_pairs, _flat, _rms, cluster_basins, find_attractors, pairs_apart,
 )
+from .cyclegan_checkpoints import load_official_generator  # noqa: F401 - re-exported
+from .cyclegan_networks import (  # noqa: F401 - re-exported: the networks moved to cyclegan_networks.py
+    CycleGAN, NLayerDiscriminator, ResnetBlock, ResnetGenerator, init_weights, make_cyclegan, patch_size,
+)
 from .data import to_float
-from .runtime import generation_rng, pick_device, torch_generator
+from .runtime import autocast, generation_rng, memory_format, pick_device, torch_generator
+from .specs import CycleGANModelSpec, CycleGANSpec
 from .store import CacheError, atomic_path, read_json, write_json
 
 WEIGHTS_FILE, CONFIG_FILE = "cyclegan.safetensors", "cyclegan.json"
 BATCH_A_STREAM, BATCH_B_STREAM, POOL_STREAM = 0, 1, 2  # independent random streams of one training run
 LOSS_KEYS = ("G", "D_A", "D_B", "cycle", "identity", "adv")
-
-
-# ------------------------------------------------------------------------------------------------ the networks
-def _norm(channels: int) -> nn.Module:
-    # the official 'instance' norm: no affine parameters, no running statistics (so no state-dict entries)
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-
-
-class ResnetBlock(nn.Module):
-    """x + conv_block(x); conv_block = pad, conv3, norm, ReLU, [dropout], pad, conv3, norm (official indices)."""
-
-    def __init__(self, dim: int, use_dropout: bool = False):
-        super().__init__()
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _norm(dim), nn.ReLU(True)]
-        if use_dropout:
-            layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=True), _norm(dim)]
-        self.conv_block = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return x + self.conv_block(x)
-
-
-class ResnetGenerator(nn.Module):
-    """The official ResNet generator: c7s1-ngf, two stride-2 convs, n_blocks residual blocks at 1/4 resolution,
-    two transposed convs, c7s1-output_nc, tanh. Height and width must be multiples of 4 (28 -> 14 -> 7 -> 28).
-
-    Key layout (ngf and n_blocks only change widths and how many blocks): model.1 first conv, model.4 and
-    model.7 downsampling, model.10 .. model.{9+n_blocks} blocks, then two ConvTranspose2d and the last conv.
-    """
-
-    def __init__(self, input_nc: int = 1, output_nc: int = 1, ngf: int = 64, n_blocks: int = 9,
-                 use_dropout: bool = False):
-        super().__init__()
-        if min(input_nc, output_nc, ngf) < 1 or n_blocks < 0:
-            raise ValueError(f"ResnetGenerator needs input_nc, output_nc, ngf >= 1 and n_blocks >= 0, got "
-                             f"{input_nc}, {output_nc}, {ngf}, {n_blocks}")
-        self.input_nc, self.output_nc, self.ngf, self.n_blocks = input_nc, output_nc, ngf, n_blocks
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True)]
-        for i in range(2):  # downsampling: ngf -> 2 ngf -> 4 ngf
-            c = ngf * 2 ** i
-            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, bias=True), _norm(2 * c), nn.ReLU(True)]
-        layers += [ResnetBlock(4 * ngf, use_dropout) for _ in range(n_blocks)]
-        for i in range(2):  # upsampling: 4 ngf -> 2 ngf -> ngf
-            c = ngf * 2 ** (2 - i)
-            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
-                       _norm(c // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-class NLayerDiscriminator(nn.Module):
-    """The official PatchGAN (70x70 receptive field for n_layers=3): kernel 4, padding 1, LeakyReLU 0.2, n_layers
-    stride-2 convs (the first without norm), one stride-1 conv with norm, a stride-1 conv to one channel."""
-
-    def __init__(self, input_nc: int = 1, ndf: int = 64, n_layers: int = 3):
-        super().__init__()
-        if min(input_nc, ndf, n_layers) < 1:
-            raise ValueError(f"NLayerDiscriminator needs input_nc, ndf, n_layers >= 1, got {input_nc}, {ndf}, "
-                             f"{n_layers}")
-        self.input_nc, self.ndf, self.n_layers = input_nc, ndf, n_layers
-        layers = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers + 1):
-            prev, mult = mult, min(2 ** n, 8)
-            stride = 2 if n < n_layers else 1  # the last widening conv keeps the resolution
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=True), _norm(ndf * mult),
-                       nn.LeakyReLU(0.2, True)]
-        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.model(x)
-
-
-def patch_size(size: int, n_layers: int) -> int:
-    """The side of the discriminator's patch map for an input side `size` (n_layers stride-2, two stride-1)."""
-    for _ in range(n_layers):
-        size = (size + 2 - 4) // 2 + 1
-    return size - 2
-
-
-def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """The official init_weights('normal'): conv weights from N(0, gain), biases zero."""
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return net
-
-
-# --------------------------------------------------------------------------------- official checkpoints
-_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def load_official_generator(path, *, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
-                            device: str = "cpu") -> ResnetGenerator:
-    """A ResnetGenerator from an official checkpoint (e.g. horse2zebra's latest_net_G_A.pth), in eval mode.
-
-    Handles what the official loader handles: a DataParallel 'module.' prefix, and InstanceNorm running
-    statistics that checkpoints from PyTorch < 0.4 carry. Everything else must match exactly (strict).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: give the path of an official generator checkpoint "
-                                "such as checkpoints/<name>/latest_net_G_A.pth")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle, zip or truncation errors all mean an unreadable file
-        raise ValueError(f"{path} is not a readable torch checkpoint ({type(e).__name__}: {e})") from e
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors (got {type(state).__name__}); the official "
-                         "code saves net.state_dict() with torch.save")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.endswith(_STAT_SUFFIXES)}  # instance norm keeps none
-
-    net = ResnetGenerator(input_nc, output_nc, ngf, n_blocks)
-    want = net.state_dict()
-    missing = sorted(set(want) - set(state), key=_key_order)
-    unexpected = sorted(set(state) - set(want), key=_key_order)
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(want[k].shape)})" for k in want
-             if k in state and state[k].shape != want[k].shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"{path} does not match ResnetGenerator(input_nc={input_nc}, output_nc={output_nc}, "
-                         f"ngf={ngf}, n_blocks={n_blocks}): " + "; ".join(filter(None, [
-                             _listing("missing keys", missing), _listing("unexpected keys", unexpected),
-                             _listing("shape mismatches", wrong)])) + ". " + _suggest(state))
-    net.load_state_dict(state, strict=True)
-    return net.to(pick_device(device)).eval()
-
-
-def _key_order(key: str):
-    # model.10 after model.9; (0, n) and (1, name) keep numbers and names comparable in foreign keys
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in key.split(".")]
-
-
-def _listing(what: str, items: list, n: int = 6) -> str:
-    if not items:
-        return ""
-    more = f" and {len(items) - n} more" if len(items) > n else ""
-    return f"{what} {', '.join(items[:n])}{more}"
-
-
-def _suggest(state: dict) -> str:
-    """What the checkpoint's keys say its settings were, to put in the error message."""
-    blocks = {k.split(".")[1] for k in state if ".conv_block." in k}
-    w = state.get("model.1.weight")
-    hints = [f"n_blocks={len(blocks)}"]
-    if w is not None and w.ndim == 4:
-        hints += [f"ngf={w.shape[0]}", f"input_nc={w.shape[1]}"]
-    last = max((k for k in state if k.endswith(".weight") and k.startswith("model.") and ".conv_block." not in k),
-               key=_key_order, default=None)
-    if last is not None and state[last].ndim == 4:
-        hints.append(f"output_nc={state[last].shape[0]}")
-    note = " (conv_block.6 keys: it was trained with dropout, which this loader does not build)" if any(
-        ".conv_block.6." in k for k in state) else ""
-    return f"The checkpoint's keys suggest {', '.join(hints)}{note}; is it a resnet_9blocks/6blocks generator?"
-
-
-# ---------------------------------------------------------------------------------------------- the model pair
-class CycleGAN(nn.Module):
-    """Two generators (G_AB: A -> B, G_BA: B -> A) and two PatchGANs (D_A judges domain A, D_B domain B)."""
-
-    def __init__(self, *, channels: int = 1, ngf: int = 16, n_blocks: int = 3, ndf: int = 16, n_layers: int = 2):
-        super().__init__()
-        self.config = dict(channels=int(channels), ngf=int(ngf), n_blocks=int(n_blocks), ndf=int(ndf),
-                           n_layers=int(n_layers))
-        self.G_AB = ResnetGenerator(channels, channels, ngf, n_blocks)
-        self.G_BA = ResnetGenerator(channels, channels, ngf, n_blocks)
-        self.D_A = NLayerDiscriminator(channels, ndf, n_layers)
-        self.D_B = NLayerDiscriminator(channels, ndf, n_layers)
-
-    def forward(self, x):
-        """The cycle A -> B -> A."""
-        return self.G_BA(self.G_AB(x))
-
-
-def make_cyclegan(*, channels: int = 1, ngf: int = 16, n_blocks: int = 3, ndf: int = 16, n_layers: int = 2,
-                  seed: int = 0) -> CycleGAN:
-    """A freshly initialised CycleGAN (official 'normal' init, std 0.02), the same for the same seed.
-
-    The defaults are small (about 0.3M parameters per generator) for 28x28 MNIST on a CPU; the paper's
-    resnet_9blocks is ngf=64, n_blocks=9, ndf=64, n_layers=3.
-    """
-    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's global RNG
-        torch.manual_seed(seed)
-        return init_weights(CycleGAN(channels=channels, ngf=ngf, n_blocks=n_blocks, ndf=ndf, n_layers=n_layers))
 
 
 # -------------------------------------------------------------------------------------------------- image data
@@ -271,17 +83,6 @@ def quantize(x: np.ndarray) -> np.ndarray:
     """Float images in [-1, 1] -> the nearest uint8 level, with exactly the arithmetic of data.to_uint8."""
     x = np.asarray(x, dtype=np.float32)
     return np.clip(np.rint((x + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
-
-
-def _autocast(device: torch.device):
-    # bf16 pays on CUDA; on a CPU it is about 10x slower than fp32 (measured), so the CPU runs plain fp32
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _memory(device: torch.device):
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def _module_device(module: nn.Module) -> torch.device:
@@ -381,7 +182,7 @@ def train_cyclegan(model: CycleGAN, domain_a, domain_b, *, steps: int = 1000, ba
     a_all, b_all = to_float(a_np), to_float(b_np)  # kept on the CPU; batches move to the device
 
     device = pick_device(device)
-    memory = _memory(device)
+    memory = memory_format(device)
     model = model.to(device, memory_format=memory).train()
     opt_g = torch.optim.Adam(itertools.chain(model.G_AB.parameters(), model.G_BA.parameters()), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(itertools.chain(model.D_A.parameters(), model.D_B.parameters()), lr=lr, betas=betas)
@@ -408,7 +209,7 @@ def train_cyclegan(model: CycleGAN, domain_a, domain_b, *, steps: int = 1000, ba
         # generators, with the discriminators frozen (their gradients would be thrown away)
         for d in dis:
             d.requires_grad_(False)
-        with _autocast(device):
+        with autocast(device):
             fake_b = model.G_AB(real_a)
             fake_a = model.G_BA(real_b)
             rec_a, rec_b = model.G_BA(fake_b), model.G_AB(fake_a)
@@ -427,7 +228,7 @@ def train_cyclegan(model: CycleGAN, domain_a, domain_b, *, steps: int = 1000, ba
         # discriminators: real vs a fake from the history pool
         for d in dis:
             d.requires_grad_(True)
-        with _autocast(device):
+        with autocast(device):
             old_a, old_b = pool_a.query(fake_a), pool_b.query(fake_b)
             loss_da = 0.5 * (lsgan(model.D_A(real_a), True) + lsgan(model.D_A(old_a), False))
             loss_db = 0.5 * (lsgan(model.D_B(real_b), True) + lsgan(model.D_B(old_b), False))
@@ -490,7 +291,7 @@ def _run_generators(generators: list[nn.Module], images, batch_size: int, device
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = _module_device(generators[0]) if device is None else pick_device(str(device))
     x_all, squeeze = _to_nchw(images, getattr(generators[0], "input_nc", None))
-    memory = _memory(device)
+    memory = memory_format(device)
     modes = [g.training for g in generators]
     try:
         for g in generators:
@@ -582,9 +383,10 @@ def iterate_map(fn, x0, n_steps: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ domains and a cached model
-SOURCES = ("chain", "cyclegan", "data", "runtime")  # the code a CycleGAN run's numbers depend on
-MODEL_KEYS = ("seed", "domain_a", "domain_b", "resolution", "n_train", "ngf", "n_blocks", "ndf", "n_layers",
-              "train_steps", "batch_size", "lr", "lambda_cycle", "lambda_identity", "pool_size")
+def source_modules() -> tuple[str, ...]:
+    """The package modules a CycleGAN run's numbers depend on: this module's import closure, computed."""
+    from .store import import_closure
+    return import_closure("cyclegan")
 
 
 def parse_domain(spec: str) -> tuple[str, list[int] | None]:
@@ -637,44 +439,44 @@ def load_domain(spec: str, *, resolution: int = 28, n_train: int = 0, seed: int 
     return parts
 
 
-def trained_model(cfg, *, progress: bool = True) -> tuple[CycleGAN, dict]:
-    """The CycleGAN of a 04_cyclegan_attractors configuration and its domains {"a_train", "b_train", "a_test",
+def trained_model(spec: CycleGANModelSpec, *, progress: bool = True) -> tuple[CycleGAN, dict]:
+    """The CycleGAN of a model spec and its domains {"a_train", "b_train", "a_test",
     "b_test"}: the official generators when `official_g_ab` and `official_g_ba` are given, else trained on the
     two domains once and cached in data/models/cyclegan/<key>/ (training.json records losses and time)."""
     import time
 
     from .store import data_dir, package_source_hash, run_key
 
-    a = load_domain(cfg.domain_a, resolution=cfg.resolution, n_train=cfg.n_train, seed=cfg.seed)
-    b = load_domain(cfg.domain_b, resolution=cfg.resolution, n_train=cfg.n_train, seed=cfg.seed)
+    if type(spec) is not CycleGANModelSpec:  # a chain's or notebook's fields would enter the model's key
+        raise TypeError(f"trained_model takes a CycleGANModelSpec (spec.model_spec()), got {type(spec).__name__}")
+    a = load_domain(spec.domain_a, resolution=spec.resolution, n_train=spec.n_train, seed=spec.seed)
+    b = load_domain(spec.domain_b, resolution=spec.resolution, n_train=spec.n_train, seed=spec.seed)
     domains = {"a_train": a["train"], "b_train": b["train"], "a_test": a["test"], "b_test": b["test"]}
     channels = 1 if a["train"].images.ndim == 3 else a["train"].images.shape[-1]
-    if bool(cfg.official_g_ab) != bool(cfg.official_g_ba):
-        raise ValueError("give both official_g_ab and official_g_ba (the A->B and B->A generators), or neither")
-    if cfg.official_g_ab:
-        model = CycleGAN(channels=channels, ngf=cfg.official_ngf, n_blocks=cfg.official_n_blocks, ndf=cfg.ndf,
-                         n_layers=cfg.n_layers)
-        for name, path in (("G_AB", cfg.official_g_ab), ("G_BA", cfg.official_g_ba)):
+    if spec.official_g_ab:
+        model = CycleGAN(channels=channels, ngf=spec.official_ngf, n_blocks=spec.official_n_blocks, ndf=spec.ndf,
+                         n_layers=spec.n_layers)
+        for name, path in (("G_AB", spec.official_g_ab), ("G_BA", spec.official_g_ba)):
             setattr(model, name, load_official_generator(path, input_nc=channels, output_nc=channels,
-                                                         ngf=cfg.official_ngf, n_blocks=cfg.official_n_blocks))
-        model.info = {"official": [str(cfg.official_g_ab), str(cfg.official_g_ba)]}
+                                                         ngf=spec.official_ngf, n_blocks=spec.official_n_blocks))
+        model.info = {"official": [str(spec.official_g_ab), str(spec.official_g_ba)]}
         return model.eval(), domains
-    params = {k: cfg[k] for k in MODEL_KEYS}
+    params = {k: v for k, v in spec.key().items() if not k.startswith("official_")}
     fingerprint = f"{a['train'].fingerprint}|{b['train'].fingerprint}"
-    folder = data_dir() / "models" / "cyclegan" / run_key(params, fingerprint, package_source_hash(SOURCES))
+    folder = data_dir() / "models" / "cyclegan" / run_key(params, fingerprint, package_source_hash(source_modules()))
     if (folder / "training.json").exists():
         model = load_cyclegan(folder)
         model.info, model.folder = read_json(folder / "training.json"), folder
         return model, domains
-    model = make_cyclegan(channels=channels, ngf=cfg.ngf, n_blocks=cfg.n_blocks, ndf=cfg.ndf, n_layers=cfg.n_layers,
-                          seed=cfg.seed)
+    model = make_cyclegan(channels=channels, ngf=spec.ngf, n_blocks=spec.n_blocks, ndf=spec.ndf, n_layers=spec.n_layers,
+                          seed=spec.seed)
     t0 = time.perf_counter()
-    model, losses = train_cyclegan(model, a["train"].images, b["train"].images, steps=cfg.train_steps,
-                                   batch_size=cfg.batch_size, lr=cfg.lr, lambda_cycle=cfg.lambda_cycle,
-                                   lambda_identity=cfg.lambda_identity, pool_size=cfg.pool_size, seed=cfg.seed,
-                                   device=cfg.device, progress=progress)
+    model, losses = train_cyclegan(model, a["train"].images, b["train"].images, steps=spec.train_steps,
+                                   batch_size=spec.batch_size, lr=spec.lr, lambda_cycle=spec.lambda_cycle,
+                                   lambda_identity=spec.lambda_identity, pool_size=spec.pool_size, seed=spec.seed,
+                                   device=spec.device, progress=progress)
     save_cyclegan(model, folder)
-    head = max(1, min(100, cfg.train_steps // 10))
+    head = max(1, min(100, spec.train_steps // 10))
     info = {"params": params, "data_fingerprint": fingerprint, "seconds": round(time.perf_counter() - t0, 1),
             "loss_first": {k: float(v[:head].mean()) for k, v in losses.items()},
             "loss_last": {k: float(v[-head:].mean()) for k, v in losses.items()}}
@@ -694,41 +496,55 @@ def training_losses(model: CycleGAN) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def run_cycles(cfg, model: CycleGAN, starts, *, quantize: bool, progress: bool = True):
-    """n_cycles of x -> F(G(x)) from starts (an ImageSet, or a dict with uint8 "images" and "labels"), through
-    chain.run_chain (cached per cycle in data/runs/cyclegan/<key>/; n_cycles is not in the key, so a longer run
-    extends a shorter one)."""
+def smoothed_losses(model: CycleGAN, keys=("G", "cycle", "D_A", "D_B"), *, n_windows: int = 50) -> dict:
+    """{loss: (steps, moving average)} of a model made by trained_model, for a training-curve plot: each recorded
+    per-step loss averaged over windows of len // n_windows steps (at least 1), at the window's first step."""
+    losses = training_losses(model)
+    out = {}
+    for k in keys:
+        w = max(1, len(losses[k]) // n_windows)
+        out[k] = (np.arange(len(losses[k]) - w + 1), np.convolve(losses[k], np.ones(w) / w, mode="valid"))
+    return out
+
+
+def run_cycles(spec: CycleGANSpec, model: CycleGAN, starts, *, quantize: bool, progress: bool = True):
+    """spec.n_cycles of x -> F(G(x)) from starts (an ImageSet, or a dict with uint8 "images" and "labels"),
+    through chain.run_chain (cached per cycle in data/runs/cyclegan/<key>/; n_cycles is not in the key, so a
+    longer run extends a shorter one). The key: the model spec, the number of starts, quantize, the model's
+    weights, the starts' content and the source of every module this one imports."""
     from types import SimpleNamespace
 
     from .chain import run_chain
     from .store import array_fingerprint, run_dir
 
+    if type(spec) is not CycleGANSpec:
+        raise TypeError(f"run_cycles takes a CycleGANSpec (specs.build(CycleGANSpec, cfg)), got {type(spec).__name__}")
     if isinstance(starts, dict):
         starts = SimpleNamespace(images=np.asarray(starts["images"]), labels=np.asarray(starts["labels"]))
     if starts.images.dtype != np.uint8:
         raise TypeError(f"starts must be uint8 images, got {starts.images.dtype}")
 
-    params = {k: cfg[k] for k in MODEL_KEYS + ("official_g_ab", "official_g_ba", "official_ngf",
-                                               "official_n_blocks")}
-    params |= {"n_starts": len(starts.images), "quantize": bool(quantize)}
+    params = spec.model_spec().key() | {"n_starts": len(starts.images), "quantize": bool(quantize)}
     weights = array_fingerprint(*[p.detach().cpu().numpy() for p in model.parameters()])
     fingerprint = f"{weights}|{array_fingerprint(starts.images, starts.labels)}"
     initial = {"images": starts.images, "labels": starts.labels.astype(np.int64)}
     if not quantize:  # a float chain starts from the same images on the [-1, 1] scale
         initial["images"] = to_float(starts.images).numpy().reshape(starts.images.shape).astype(np.float32)
-    step = CycleStep(model, quantize=quantize, device=cfg.device)
-    return run_chain(step, initial, cfg.n_cycles, run_dir=run_dir("cyclegan", params, fingerprint, modules=SOURCES),
-                     seed=cfg.seed, desc=f"cycles (quantize={quantize})", progress=progress)
+    step = CycleStep(model, quantize=quantize, device=spec.device)
+    return run_chain(step, initial, spec.n_cycles, run_dir=run_dir("cyclegan", params, fingerprint,
+                                                                   modules=source_modules()),
+                     seed=spec.seed, desc=f"cycles (quantize={quantize})", progress=progress)
 
 
-def attractor_run(cfg, model: CycleGAN, domains: dict, *, quantize: bool | None = None, progress: bool = True):
-    """(starts, run) of a 04_cyclegan_attractors configuration: n_starts class-balanced held-out domain-A images
-    iterated n_cycles times (quantize: the configuration's by default). 04 makes it; 05 and 09 read it back."""
+def attractor_run(spec: CycleGANSpec, model: CycleGAN, domains: dict, *, quantize: bool | None = None,
+                  progress: bool = True):
+    """(starts, run): spec.n_starts class-balanced held-out domain-A images iterated spec.n_cycles times
+    (quantize: the spec's by default). 04 makes it and records it; 05 reads it from 04's record."""
     from .data import stratified_subset
 
-    starts = stratified_subset(domains["a_test"], cfg.n_starts, seed=cfg.seed)
-    q = cfg.quantize if quantize is None else quantize
-    return starts, run_cycles(cfg, model, starts, quantize=q, progress=progress)
+    starts = stratified_subset(domains["a_test"], spec.n_starts, seed=spec.seed)
+    q = spec.quantize if quantize is None else quantize
+    return starts, run_cycles(spec, model, starts, quantize=q, progress=progress)
 
 
 def trajectory(result) -> np.ndarray:
@@ -743,3 +559,41 @@ def trajectory_clouds(trajectory) -> list[np.ndarray]:
     diagnostics (drift, geometry, the claim's measures)."""
     flat, scale = _flat(trajectory)
     return [c.astype(np.float64) * scale for c in flat]
+
+
+# -------------------------------------------------------------------------- the attractors of a configuration
+def data_source(spec: CycleGANModelSpec) -> str:
+    """The data-source line of a CycleGAN's outputs (figure stamps, JSON)."""
+    kind = ("official generators" if spec.official_g_ab else "real MNIST" if str(spec.domain_a).startswith("mnist")
+            else "image folders")
+    return f"{spec.domain_a} -> {spec.domain_b} ({kind})"
+
+
+def attractor_reports(spec: CycleGANSpec, model: CycleGAN, domains: dict, *, progress: bool = True) -> tuple:
+    """(starts, runs, reports) of a CycleGAN spec in both quantisation modes, the spec's own first: attractor_run's starts (the same in both modes) and {quantize: run} and
+    {quantize: find_attractors report at the configuration's tol and max_period}."""
+    runs, reports = {}, {}
+    for q in (spec.quantize, not spec.quantize):
+        starts, runs[q] = attractor_run(spec, model, domains, quantize=q, progress=progress)
+        reports[q] = find_attractors(trajectory(runs[q]), tol=spec.tol, max_period=spec.max_period)
+    return starts, runs, reports
+
+
+def attractor_numbers(spec: CycleGANSpec, model: CycleGAN, starts, reports: dict, trajectory) -> dict:
+    """The key numbers of a CycleGAN spec's attractors (figures/04_cyclegan_attractors.json): both
+    modes' attractor reports, the share of each start class in each of the 10 largest basins (rounded to 4
+    places) and how far apart the basins end, of the configuration's own mode (`trajectory`: its states, as
+    trajectory() gives them); the training record of a trained (not official) model."""
+    from .attractors import class_by_basin
+
+    labels = reports[spec.quantize].labels
+    official = bool(spec.official_g_ab)
+    numbers = {"domains": [spec.domain_a, spec.domain_b], "official_generators": official, "n_starts": spec.n_starts,
+               "n_cycles": spec.n_cycles, "tol": spec.tol,
+               "attractors": {f"quantize={q}": r.to_json() for q, r in reports.items()},
+               "start_class_by_basin": class_by_basin(labels, starts.labels,
+                                                      class_names=starts.class_names).round(4).to_dict(),
+               "min_distance_between_basins_last_cycle": pairs_apart(trajectory, labels)}
+    if not official:
+        numbers["training"] = {k: model.info[k] for k in ("seconds", "loss_first", "loss_last")}
+    return numbers

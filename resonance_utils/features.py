@@ -272,6 +272,30 @@ def accuracy(model, images, labels) -> float:
     return float((classify(model, images).argmax(1) == labels).mean())
 
 
+def model_fingerprint(model: nn.Module) -> str:
+    """A short hash (16 hex digits) of what a network computes, for a run key that includes the classifier whose
+    verdicts a chain stores: its class, its own settings that are not tensors (plain public attributes such as a
+    SynsetClassifier's class indices and resolution, which its state_dict lacks), and its state_dict (parameters
+    and buffers: each entry's name, dtype, shape and bytes, in sorted name order, read from CPU copies). Equal for
+    a copy of the model on any device, different when one weight or buffer changes; not its training mode."""
+    import hashlib
+
+    plain = (bool, int, float, str, type(None))
+    settings = {k: v for k, v in sorted(vars(model).items()) if not k.startswith("_") and k != "training"
+                and (isinstance(v, plain) or isinstance(v, (tuple, list)) and all(isinstance(x, plain) for x in v))}
+    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}|{settings!r}".encode())
+    state = model.state_dict()
+    for name in sorted(state):
+        value = state[name]
+        if not isinstance(value, torch.Tensor):  # a module's get_extra_state()
+            h.update(f"|{name}|extra|{value!r}".encode())
+            continue
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # the raw bytes, whatever the dtype
+    return h.hexdigest()[:16]
+
+
 # ------------------------------------------------------------------------------- data classifier (generation 0)
 DATA_CLASSIFIER_HOLDOUT = 0.2  # the fraction of each class held out to measure the classifier, never trained on
 

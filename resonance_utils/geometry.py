@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .metrics import as_features
+from .metrics import as_features, check_choice
 
 LOCAL_SHAPES = ("coherent", "wrinkled", "oblate", "prolate")
 GLOBAL_TRENDS = ("expansion", "contraction")
@@ -40,6 +40,22 @@ def total_variance(x) -> float:
     centroid * n / (n - 1). The cloud's size."""
     x = as_features(x)
     return float(x.var(axis=0, ddof=1).sum())
+
+
+def principal_axes(x, n_components: int | None = None, *, mean=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA by SVD of the centred rows of x (n, dim), the one place that projects clouds on principal axes.
+
+    Returns (centre, axes, singular_values): the centre is x's column mean, or `mean` when given (e.g. the mean
+    of a larger set whose subset x sets the directions); axes (k, dim) are orthonormal rows, by descending
+    variance about the centre, k = n_components (None: all min(n, dim)); the singular values (min(n, dim),) are
+    all of them (variance shares: their squares over the sum of squares). Project with (y - centre) @ axes.T.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"principal_axes needs rows (n, dim), got shape {x.shape}")
+    centre = x.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float64)
+    _, sv, vt = np.linalg.svd(x - centre, full_matrices=False)
+    return centre, vt[:n_components], sv
 
 
 def pca_spectrum(x) -> np.ndarray:
@@ -419,8 +435,7 @@ def synthetic_pattern_sequence(pattern: str, *, n_generations: int = 6, n_points
                 amplitude wrinkle_amplitude * t grow along the other dim - 3 axes, with a wavelength of about
                 1.5 neighbourhood radii (k = 10) so that they crumple the sheet locally, not globally.
     """
-    if pattern not in PATTERNS:
-        raise ValueError(f"unknown pattern {pattern!r}; choose one of {list(PATTERNS)}")
+    check_choice(pattern, PATTERNS, "pattern")
     if n_generations < 2 or n_points < 20 or dim < 4:
         raise ValueError(f"need n_generations >= 2, n_points >= 20 and dim >= 4, got {n_generations}, "
                          f"{n_points}, {dim}")

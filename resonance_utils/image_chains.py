@@ -24,22 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
-from . import chain, config, diffusion, store
+from . import chain, diffusion, store
+from .specs import ConfigError, DiffusionChainSpec, DiffusionModelSpec, ImagenetDataSpec
 
 SETTINGS = ("latent_feedback", "label_guided", "unconditional")
-SOURCES = ("chain", "data", "diffusion", "features", "image_chains", "runtime")  # what a chain depends on
-MODEL_KEYS = ("seed", "base_train_size", "base_channels", "channel_mult", "layers_per_block", "attention",
-              "base_steps", "batch_size", "lr", "ema_decay", "cond_drop_prob")
-CHAIN_KEYS = MODEL_KEYS + ("samples_per_generation", "finetune_steps", "retrain", "regime", "fresh_fraction", "ddim_steps", "guidance_scale",
-                           "strength", "latent_conditional")  # n_generations left out: longer runs extend
 
 
 def parse_settings(text: str) -> list[str]:
     names = [s.strip() for s in str(text).split(",") if s.strip()]
     bad = [s for s in names if s not in SETTINGS]
     if bad or not names:
-        raise config.ConfigError(f"settings must name some of {', '.join(SETTINGS)}; got {text!r}")
+        raise ConfigError(f"settings must name some of {', '.join(SETTINGS)}; got {text!r}")
     return names
+
+
+def source_modules() -> tuple[str, ...]:
+    """The package modules a chain's numbers depend on: this module's import closure, computed."""
+    return store.import_closure("image_chains")
 
 
 def replicate_seed(seed: int, start: int, replicate: int) -> int:
@@ -83,43 +84,40 @@ def class_skewed_starts(real, n: int, n_starts: int, *, skew: float = 0.7, seed:
     return starts
 
 
-def imagenet5_inputs(cfg) -> tuple:
-    """(real images, retention classifier, its name, a note) for a 03_imagenet_chains configuration: the one
-    place that turns that notebook's parameters into its data and classifier (05 and 09 read its chains too)."""
+def imagenet5_inputs(data_spec: ImagenetDataSpec, *, seed: int, samples_per_generation: int) -> tuple:
+    """(real images, retention classifier, its name, a note) of an ImageNet-5 data spec: the one place that turns
+    03_imagenet_chains' data parameters into its data and classifier (05 and 09 read its chains too)."""
     from .data import load_imagenet5
     from .features import retention_classifier
 
-    real = load_imagenet5(cfg.imagenet_root, resolution=cfg.resolution, classes=cfg.classes,
-                          n_per_class=cfg.n_per_class, seed=cfg.seed,
-                          samples_per_generation=cfg.samples_per_generation)
-    classifier, name, note = retention_classifier(real, epochs=cfg.classifier_epochs, seed=cfg.seed)
+    real = load_imagenet5(data_spec.imagenet_root, resolution=data_spec.resolution, classes=data_spec.classes,
+                          n_per_class=data_spec.n_per_class, seed=seed, samples_per_generation=samples_per_generation)
+    classifier, name, note = retention_classifier(real, epochs=data_spec.classifier_epochs, seed=seed)
     return real, classifier, name, note
 
 
-def base_model(cfg, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
+def base_model(spec: DiffusionModelSpec, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
     """The generation-0 model, trained once on the real set x0 and cached in data/models/diffusion/<key>/."""
-    params = {k: cfg[k] for k in MODEL_KEYS}
+    params = spec.key()
     folder = store.data_dir() / "models" / "diffusion" / store.run_key(params, fingerprint,
-                                                                        store.package_source_hash(SOURCES))
+                                                                        store.package_source_hash(source_modules()))
     # one trainer per model: a second run waits, then reads what the first saved
     with store.lock(folder.parent / f".{folder.name}.lock", what=f"the generation-0 model {folder.name}"):
         if (folder / "training.json").exists():
             return diffusion.load_model(folder)
-        return _train_base_model(cfg, x0, n_classes, fingerprint, params, folder, progress)
+        return _train_base_model(spec, x0, n_classes, fingerprint, params, folder, progress)
 
 
-def _train_base_model(cfg, x0, n_classes, fingerprint, params, folder, progress):
+def _train_base_model(spec: DiffusionModelSpec, x0, n_classes, fingerprint, params, folder, progress):
     model = diffusion.make_unet(resolution=x0["images"].shape[1], channels=1 if x0["images"].ndim == 3 else
-                                x0["images"].shape[-1], base_channels=cfg.base_channels,
-                                channel_mult=tuple(int(c) for c in config.parse_vector("channel_mult",
-                                                                                       cfg.channel_mult)),
-                                layers_per_block=cfg.layers_per_block, num_classes=n_classes,
-                                attention=cfg.attention, seed=cfg.seed)
+                                x0["images"].shape[-1], base_channels=spec.base_channels,
+                                channel_mult=spec.channel_mult, layers_per_block=spec.layers_per_block,
+                                num_classes=n_classes, attention=spec.attention, seed=spec.seed)
     t0 = time.perf_counter()
-    model, losses = diffusion.train_diffusion(model, x0["images"], x0["labels"], steps=cfg.base_steps,
-                                              batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
-                                              cond_drop_prob=cfg.cond_drop_prob, seed=cfg.seed, device=cfg.device,
-                                              progress=progress)
+    model, losses = diffusion.train_diffusion(model, x0["images"], x0["labels"], steps=spec.base_steps,
+                                              batch_size=spec.batch_size, lr=spec.lr,
+                                              ema_decay=spec.ema_decay or None, cond_drop_prob=spec.cond_drop_prob,
+                                              seed=spec.seed, device=spec.device, progress=progress)
     diffusion.save_model(model, folder)
     store.write_json(folder / "training.json", {"params": params, "data_fingerprint": fingerprint,
                                                 "seconds": round(time.perf_counter() - t0, 1),
@@ -133,16 +131,17 @@ class LatentFeedback:
     """T(X) = the fixed model's SDEdit step: noise X to `strength`, denoise. Labels follow their trajectories.
     `seed` draws the chain's noise (the model is T itself and shared by every chain of a setting)."""
     model: object
-    cfg: object
+    spec: DiffusionChainSpec
     seed: int
     progress: bool = True
 
     def __call__(self, state, ctx):
-        labels = state["labels"] if self.cfg.latent_conditional else None
-        images = diffusion.feedback_step(self.model, state["images"], strength=self.cfg.strength, labels=labels,
-                                         guidance_scale=self.cfg.guidance_scale if labels is not None else 1.0,
-                                         ddim_steps=self.cfg.ddim_steps, seed=self.seed,
-                                         generation=ctx.generation, device=self.cfg.device, progress=self.progress)
+        spec = self.spec
+        labels = state["labels"] if spec.latent_conditional else None
+        images = diffusion.feedback_step(self.model, state["images"], strength=spec.strength, labels=labels,
+                                         guidance_scale=spec.guidance_scale if labels is not None else 1.0,
+                                         ddim_steps=spec.ddim_steps, seed=self.seed,
+                                         generation=ctx.generation, device=spec.device, progress=self.progress)
         return {"images": images, "labels": state["labels"]}
 
 
@@ -153,7 +152,7 @@ class Retrain:
     The model that made generation g is saved in gen_g/model, so a resumed chain fine-tunes from it. `seed`
     draws the chain's training batches and sampling noise."""
     base: object
-    cfg: object
+    spec: DiffusionChainSpec
     conditional: bool
     seed: int
     classifier: object = None  # labels the unconditional chain's samples
@@ -175,27 +174,27 @@ class Retrain:
         return diffusion.load_model(ctx.prev_dir / "model")
 
     def __call__(self, state, ctx):
-        cfg = self.cfg
+        spec = self.spec
         # every generation, the first included, trains on the chain's current data (T is one operator)
-        data = chain.training_set(ctx.history, regime=cfg.regime, real=self.real_pool,
-                                  fresh_fraction=cfg.fresh_fraction, rng=ctx.rng)
+        data = chain.training_set(ctx.history, regime=spec.regime, real=self.real_pool,
+                                  fresh_fraction=spec.fresh_fraction, rng=ctx.rng)
         if self.select is not None:
             data = self.select(data, ctx.rng)
-        if cfg.retrain == "finetune":
-            model, steps = copy.deepcopy(self.previous_model(ctx)), cfg.finetune_steps
+        if spec.retrain == "finetune":
+            model, steps = copy.deepcopy(self.previous_model(ctx)), spec.finetune_steps
         else:
-            model, steps = diffusion.make_unet(**_unet_kwargs(self.base)), cfg.base_steps
+            model, steps = diffusion.make_unet(**_unet_kwargs(self.base)), spec.base_steps
         model, _ = diffusion.train_diffusion(
             model, data["images"], data["labels"] if self.conditional else None, steps=steps,
-            batch_size=cfg.batch_size, lr=cfg.lr, ema_decay=cfg.ema_decay or None,
-            cond_drop_prob=cfg.cond_drop_prob if self.conditional else 0.0,
-            seed=training_seed(self.seed, ctx.generation), device=cfg.device, progress=self.progress)
-        n = cfg.samples_per_generation
+            batch_size=spec.batch_size, lr=spec.lr, ema_decay=spec.ema_decay or None,
+            cond_drop_prob=spec.cond_drop_prob if self.conditional else 0.0,
+            seed=training_seed(self.seed, ctx.generation), device=spec.device, progress=self.progress)
+        n = spec.samples_per_generation
         n_classes = diffusion.num_classes(self.base)
         labels = np.arange(n) % n_classes if self.conditional else None  # balanced, same order every generation
-        images = diffusion.sample(model, n, labels=labels, guidance_scale=cfg.guidance_scale if self.conditional
-                                  else 1.0, ddim_steps=cfg.ddim_steps, seed=self.seed, generation=ctx.generation,
-                                  device=cfg.device, progress=self.progress)
+        images = diffusion.sample(model, n, labels=labels, guidance_scale=spec.guidance_scale if self.conditional
+                                  else 1.0, ddim_steps=spec.ddim_steps, seed=self.seed, generation=ctx.generation,
+                                  device=spec.device, progress=self.progress)
         if labels is None:
             from .features import classify
             labels = classify(self.classifier, images).argmax(1)
@@ -238,27 +237,33 @@ def generation_metrics(classifier, *, intended: bool):
     return metrics
 
 
-def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_params: dict | None = None,
-                    x0: dict | None = None, chain_seed: int | None = None,
+def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *, select=None,
+                    select_params: dict | None = None, x0: dict | None = None, chain_seed: int | None = None,
                     progress: bool = True) -> chain.ChainResult:
-    """Run (or read back) one setting's chain for a configuration of 02_mnist_chains (or 03_imagenet_chains).
+    """Run (or read back) one setting's chain of a diffusion chain spec on the real image set `real`.
 
     select(data, rng) -> data filters or selects each training set of a retraining chain (a mitigation);
     select_params names it in the run key (required with select).
     x0: another starting set {"images", "labels"} (default: a class-balanced real subset of
     samples_per_generation images); its content hash enters the run key.
     chain_seed: the seed of this chain's own randomness (training batches, sampling and feedback noise; default
-    cfg.seed), so that chains from different starts, and replicates from one start, draw independent noise
-    (`replicate_seed`); it enters the run key. The generation-0 model is T itself: shared, seeded by cfg.seed."""
+    spec.seed), so that chains from different starts, and replicates from one start, draw independent noise
+    (`replicate_seed`); it enters the run key. The generation-0 model is T itself: shared, seeded by spec.seed.
+    The run key is the spec (less n_generations: a longer chain extends a shorter one), the data's fingerprint,
+    the classifier's (its verdicts are stored with every generation) and the source of every module the chain's
+    code imports."""
+    from .features import model_fingerprint
+
+    if type(spec) is not DiffusionChainSpec:  # a notebook's parameters would put its plot settings in the key
+        raise TypeError(f"run_image_chain takes a DiffusionChainSpec (specs.build(DiffusionChainSpec, cfg)), "
+                        f"got {type(spec).__name__}")
     if select is not None and not select_params:
         raise ValueError("a select hook needs select_params that name it (they enter the run key)")
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; valid: {', '.join(SETTINGS)}")
-    if cfg.retrain not in ("finetune", "scratch"):
-        raise config.ConfigError(f"retrain must be 'finetune' or 'scratch', got {cfg.retrain!r}")
     start = None
     if x0 is None:
-        x0 = generation_zero(real, cfg.samples_per_generation, cfg.seed)
+        x0 = generation_zero(real, spec.samples_per_generation, spec.seed)
     else:
         x0 = {"images": np.asarray(x0["images"]), "labels": np.asarray(x0["labels"], np.int64)}
         if x0["images"].shape[1:] != real.images.shape[1:] or x0["images"].dtype != np.uint8:
@@ -266,27 +271,25 @@ def run_image_chain(cfg, setting: str, real, classifier, *, select=None, select_
                              f"{x0['images'].dtype} {x0['images'].shape}")
         start = store.array_fingerprint(x0["images"], x0["labels"])
     fingerprint = real.fingerprint
-    if cfg.base_train_size < 0:
-        raise config.ConfigError(f"base_train_size must be >= 0 (0 = all), got {cfg.base_train_size}")
-    base_data = ({"images": real.images, "labels": real.labels.astype(np.int64)} if cfg.base_train_size == 0
-                 else generation_zero(real, cfg.base_train_size, cfg.seed))
-    base = base_model(cfg, base_data, real.n_classes, fingerprint, progress=progress)
-    seed = cfg.seed if chain_seed is None else int(chain_seed)
+    base_data = ({"images": real.images, "labels": real.labels.astype(np.int64)} if spec.base_train_size == 0
+                 else generation_zero(real, spec.base_train_size, spec.seed))
+    base = base_model(spec.model_spec(), base_data, real.n_classes, fingerprint, progress=progress)
+    seed = spec.seed if chain_seed is None else int(chain_seed)
     if setting == "latent_feedback":
-        step = LatentFeedback(base, cfg, seed, progress=progress)
+        step = LatentFeedback(base, spec, seed, progress=progress)
     else:
         pool = {"images": real.images, "labels": real.labels.astype(np.int64)}
-        step = Retrain(base, cfg, conditional=setting == "label_guided", seed=seed, classifier=classifier,
+        step = Retrain(base, spec, conditional=setting == "label_guided", seed=seed, classifier=classifier,
                        real_pool=pool, select=select, progress=progress)
-    params = {k: cfg[k] for k in CHAIN_KEYS}
+    params = spec.key() | {"classifier": model_fingerprint(classifier)}
     if chain_seed is not None:
         params["chain_seed"] = seed
     if select_params:
         params["selection"] = select_params
     if start is not None:
         params["start"] = start
-    run_dir = store.run_dir(setting, params, fingerprint, modules=SOURCES)
-    return chain.run_chain(step, x0, cfg.n_generations, run_dir=run_dir, seed=seed,
+    run_dir = store.run_dir(setting, params, fingerprint, modules=source_modules())
+    return chain.run_chain(step, x0, spec.n_generations, run_dir=run_dir, seed=seed,
                            metrics=generation_metrics(classifier, intended=setting != "unconditional"),
                            desc=setting, progress=progress)
 

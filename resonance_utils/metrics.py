@@ -18,7 +18,7 @@ PHASES = ("active transient", "slow transient", "empirical stationarity")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# input checks shared by metrics and geometry
+# input checks shared by metrics, geometry and claim
 
 
 def as_features(x, name: str = "features", *, min_samples: int = 2) -> np.ndarray:
@@ -40,9 +40,11 @@ def _same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
         raise ValueError(f"{name_a} has dim {a.shape[1]} but {name_b} has dim {b.shape[1]}")
 
 
-def _check_choice(value, allowed, name: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
+def check_choice(value, allowed, name: str) -> None:
+    """ValueError naming the choices unless `value` is one of the strings in `allowed` (a non-string never is)."""
+    if isinstance(value, str) and value in allowed:
+        return
+    raise ValueError(f"unknown {name} {value!r}; choose one of {list(allowed)}")
 
 
 def _equal_count(n, sizes, min_n: int = 2) -> int:
@@ -430,7 +432,7 @@ _DRIFT_KINDS = ("local", "cumulative")
 def _drift(features_per_generation, kinds, *, n, seed, metric, subsets, subset_size, resplits, coverage,
            feature_network, resize) -> dict:
     """The curves of `kinds` with their common floor; the random draws do not depend on `kinds`."""
-    _check_choice(metric, ("fid", "kid"), "metric")
+    check_choice(metric, ("fid", "kid"), "metric")
     if int(resplits) != resplits or resplits < 0 or resplits == 1:
         raise ValueError(f"resplits must be 0 (no standard errors) or an integer >= 2, got {resplits}")
     if not 0 < coverage < 1:

@@ -51,22 +51,23 @@ def select_self_verified(data: dict, probs: np.ndarray, threshold: float, *, min
     return {key: v[keep] for key, v in data.items()}
 
 
-def chain_setup(name: str, cfg, classifier) -> tuple[dict, object, dict | None]:
-    """(overrides of the 02 chain configuration, select hook or None, select_params for the run key)."""
+def chain_setup(name: str, classifier, *, fresh_fraction: float, keep_fraction: float,
+                verify_threshold: float) -> tuple[dict, object, dict | None]:
+    """(changes to the chain's DiffusionChainSpec, select hook or None, select_params for the run key)."""
     from .features import classify
 
     if name not in MITIGATIONS:
         raise ValueError(f"unknown mitigation {name!r}; valid: {', '.join(MITIGATIONS)}")
     if name == "fresh_data":
-        return {"regime": "fresh", "fresh_fraction": cfg.fresh_fraction}, None, None
+        return {"regime": "fresh", "fresh_fraction": fresh_fraction}, None, None
     if name == "accumulate":
         return {"regime": "accumulate"}, None, None
     if name == "entropy_selection":
         hook = lambda data, rng: select_max_class_entropy(data, classify(classifier, data["images"]),  # noqa: E731
-                                                          cfg.keep_fraction)
-        return {}, hook, {"rule": name, "keep_fraction": cfg.keep_fraction}
+                                                          keep_fraction)
+        return {}, hook, {"rule": name, "keep_fraction": keep_fraction}
     if name == "self_verification":
         hook = lambda data, rng: select_self_verified(data, classify(classifier, data["images"]),  # noqa: E731
-                                                      cfg.verify_threshold)
-        return {}, hook, {"rule": name, "threshold": cfg.verify_threshold}
+                                                      verify_threshold)
+        return {}, hook, {"rule": name, "threshold": verify_threshold}
     return {}, None, None

@@ -183,18 +183,21 @@ def drift_curve(ax, curve, *, color=None, label: str | None = None, floor: bool 
     return line
 
 
-def drift_panel(ax, local, cumulative, phases, *, title: str, legend: bool = True) -> None:
+def drift_panel(ax, local, cumulative, phases, *, title: str, legend: bool = True,
+                local_label: str = "local FID(n, n-1)", cumulative_label: str = "cumulative FID(n, 0)",
+                floor_label: str | None = None, xlabel: str = "generation", legend_kw: dict | None = None) -> None:
     """Local and cumulative drift (metrics.DriftCurve) over the detected phases (metrics.Phases): Fig. 5. Each
-    curve with its interval; their common floor (same halves, same n) once, dashed."""
+    curve with its interval; their common floor (same halves, same n) once, dashed (floor_label None:
+    "floor (n = ...)"). legend_kw: options of the legend (default fontsize 6)."""
     g = cumulative.generations
     shade_phases(ax, g, phases.labels, legend=legend)
-    drift_curve(ax, local, color=LOCAL_COLOR, label="local FID(n, n-1)", floor=False)
-    drift_curve(ax, cumulative, color=CUMULATIVE_COLOR, label="cumulative FID(n, 0)",
-                floor_label=f"floor (n = {cumulative.n})")
+    drift_curve(ax, local, color=LOCAL_COLOR, label=local_label, floor=False)
+    drift_curve(ax, cumulative, color=CUMULATIVE_COLOR, label=cumulative_label,
+                floor_label=f"floor (n = {cumulative.n})" if floor_label is None else floor_label)
     ax.set_title(title)
-    ax.set_xlabel("generation")
+    ax.set_xlabel(xlabel)
     if legend:
-        ax.legend(fontsize=6)
+        ax.legend(**{"fontsize": 6, **(legend_kw or {})})
 
 
 GEOMETRY_COLUMNS = (("total_variance", "total variance"), ("participation_ratio", "participation ratio"),
@@ -210,6 +213,16 @@ def geometry_panels(axes, geo, *, columns=GEOMETRY_COLUMNS) -> None:
         ax.set_xlabel("generation")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
+
+
+def geometry_figure(geo, *, suptitle: str, columns=GEOMETRY_COLUMNS):
+    """geometry_panels in a row of their own, under `suptitle`. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.75 * len(columns), 3.4))
+    geometry_panels(axes, geo, columns=columns)
+    fig.suptitle(suptitle)
+    return fig
 
 
 def claim_quadrants(ax, assessments: dict, *, anisotropy_tol: float) -> None:
@@ -259,3 +272,463 @@ def mixing_evidence(ax_excess, ax_directions, assessments: dict) -> None:
     ax_directions.axhline(0, color="k", ls=":", lw=0.9)
     ax_directions.set_xlabel("direction (sorted by change)")
     ax_directions.set_ylabel("log variance change, end - start")
+
+
+# ------------------------------------------------------------------------------------ 01: Lucier's room
+def _need(items, what: str) -> list:
+    """`items` as a list; a ValueError naming `what` when there is nothing to draw."""
+    items = list(items)
+    if not items:
+        raise ValueError(f"{what}: nothing to draw")
+    return items
+
+
+def _db(a) -> np.ndarray:
+    """Magnitude in dB relative to its own peak, floored at -240 dB."""
+    a = np.asarray(a, float)
+    return 20 * np.log10(np.maximum(a / a.max(), 1e-12))
+
+
+def lucier_spectrograms(passes, show, sample_rate: int, *, f_star: float, band, max_cols: int = 3):
+    """(a) The spectrogram of every pass in `show` (indices into passes), up to max_cols a row, with the
+    predicted resonance f* dashed; frequencies up to 1.1 x the band's top (at most Nyquist). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    show = _need(show, "lucier_spectrograms")
+    ncol = min(len(show), max_cols)
+    nrow = int(np.ceil(len(show) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.6 * nrow), sharex=True, sharey=True, squeeze=False)
+    for ax, p in zip(axes.flat, show):
+        im = spectrogram(ax, passes[p], sample_rate, fmax=min(sample_rate / 2, band[1] * 1.1))
+        ax.axhline(f_star, color="cyan", lw=0.6, ls="--")
+        ax.set(title=f"pass {p}", xlabel="s", ylabel="Hz")
+        ax.label_outer()  # axis labels on the left column and the bottom row only
+    for ax in axes.flat[len(show):]:
+        ax.set_visible(False)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="dB (each pass to its own peak)")
+    fig.suptitle("Lucier's loop: the voice dissolves into the room's resonance (dashed: predicted f*)")
+    return fig
+
+
+def lucier_spectrum(freqs, simulated, predicted, gain, *, n: int, f_star: float, band, modes_hz=()):
+    """(b) Pass n's magnitude spectrum (simulated) against the prediction |X0| |G|^n and the one-pass gain |G|,
+    each in dB re. its own peak, on a log frequency axis over the band, with f* and the room modes. Returns the
+    figure."""
+    import matplotlib.pyplot as plt
+
+    freqs, modes_hz = np.asarray(freqs), list(modes_hz)
+    for name, a in (("simulated", simulated), ("predicted", predicted), ("gain", gain)):
+        if np.shape(a) != freqs.shape:
+            raise ValueError(f"lucier_spectrum: {name} has shape {np.shape(a)}, freqs {freqs.shape}")
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.plot(freqs, _db(gain), color="0.6", lw=0.6, label="|G(f)|: loudspeaker x room (one pass)")
+    ax.plot(freqs, _db(simulated), color=CUMULATIVE_COLOR, lw=0.9, label=f"pass {n}, simulated")
+    ax.plot(freqs, _db(predicted), color=LOCAL_COLOR, lw=0.9, ls="--", label=f"|X0| |G|^{n}, predicted")
+    ax.axvline(f_star, color="k", lw=0.8, ls=":", label=f"f* = {f_star:.1f} Hz")
+    ax.vlines(modes_hz, 0, 1, transform=ax.get_xaxis_transform(), color="tab:green", lw=0.5,
+              alpha=0.6, label="lowest room modes" if modes_hz else None)
+    ax.set_xscale("log"); ax.set_xlim(max(band[0] * 0.8, 20), band[1]); ax.set_ylim(-100, 3)
+    ax.set_xlabel("frequency (Hz)"); ax.set_ylabel("dB re. peak"); ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("What is left after the last pass is the peak of |G|^n")
+    return fig
+
+
+def lucier_dominant_entropy(dominant, entropy, *, f_star: float, lock_in: int | None = None):
+    """(c) Left: the dominant frequency per pass (log scale) against f*, with the lock-in pass when there is one.
+    Right: the spectral entropy per pass. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    a1.plot(dominant, ".-", ms=3, lw=0.8, label="dominant frequency")
+    a1.axhline(f_star, color="k", ls=":", lw=0.8, label=f"predicted f* = {f_star:.1f} Hz")
+    if lock_in is not None:
+        a1.axvline(lock_in, color="tab:red", lw=0.8, label=f"locks in at pass {lock_in}")
+    a1.set_yscale("log"); a1.set_xlabel("pass"); a1.set_ylabel("Hz"); a1.legend(fontsize=7)
+    a2.plot(entropy, ".-", ms=3, lw=0.8, color=CUMULATIVE_COLOR)
+    a2.set_xlabel("pass"); a2.set_ylabel("spectral entropy (bits)")
+    a2.set_title("contraction: power gathers into few bins", fontsize=9)
+    fig.suptitle("The chain forgets the voice and keeps the room")
+    return fig
+
+
+def lucier_embedding(embedding: dict, show):
+    """(d) audio.logmel_embedding of the passes in `show`: left, every pass's frames and their centroid on the
+    shared two principal components (centroids joined in pass order); right, each pass's total variance.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    show = _need(show, "lucier_embedding")
+    coords, spread = embedding["coords"], embedding["spread"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.4, 1]})
+    colors = plt.cm.viridis(np.linspace(0, 1, len(show)))
+    centroids = np.array([coords[p].mean(axis=0) for p in show])
+    for c, p, centre in zip(colors, show, centroids):
+        a1.scatter(*coords[p].T, s=3, color=c, alpha=0.35)
+        a1.scatter(*centre, s=40, color=c, edgecolor="k", lw=0.5, label=f"pass {p}")
+    a1.plot(centroids[:, 0], centroids[:, 1], color="k", lw=0.6)
+    explained = embedding["explained"]
+    a1.set_xlabel(f"PC1 ({explained[0]:.0%})"); a1.set_ylabel(f"PC2 ({explained[1]:.0%})")
+    a1.legend(fontsize=6, ncol=2)
+    a2.plot(show, [spread[p] for p in show], "o-", ms=4)
+    a2.set_xlabel("pass"); a2.set_ylabel("total variance of log-mel frames (dB²)")
+    a2.set_title("the cloud of frames contracts", fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------------------------------ 05: drift and geometry
+def synthetic_phases(local, cumulative, phases, true_bounds: dict, *, ylabel: str = "FID (synthetic features)"):
+    """Fig. 3: drift_panel of a chain with known phases (metrics.synthetic_phase_chain), its true boundaries
+    (phase name -> first generation, or None) dotted, on a symlog axis. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    drift_panel(ax, local, cumulative, phases,
+                title="Idealised phases, from a synthetic chain (dotted: true boundaries)",
+                local_label="local drift FID(n, n-1)", cumulative_label="cumulative drift FID(n, 0)",
+                floor_label=f"noise floor: two halves of one generation (n = {cumulative.n})", xlabel="generation n",
+                legend_kw={"fontsize": 7, "loc": "center right"})
+    for b in true_bounds.values():
+        if b:
+            ax.axvline(b - 0.5, color="k", ls=":", lw=0.9)
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def drift_all_chains(curves: dict):
+    """Fig. 1b: {name: (local, cumulative) metrics.DriftCurve} on two shared axes (top local, bottom cumulative):
+    each curve's excess over its own noise floor divided by its largest excess, with its interval as a band,
+    over the fraction of its run's generations (chains of different lengths and feature spaces side by side).
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    _need(curves, "drift_all_chains")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.2), sharex=True)
+    for name, (local, cumulative) in curves.items():
+        x = np.arange(len(cumulative.values)) / max(len(cumulative.values) - 1, 1)
+        for ax, curve, start in ((top, local, 1), (bottom, cumulative, 0)):
+            scale = max(np.nanmax(curve.excess[start:]), 1e-12)
+            low, high = curve.excess_interval()
+            (line,) = ax.plot(x[start:], curve.excess[start:] / scale, "o-", ms=3, label=name)
+            ax.fill_between(x[start:], low[start:] / scale, high[start:] / scale, color=line.get_color(), alpha=0.12,
+                            lw=0)
+    for ax in (top, bottom):
+        ax.axhline(0.0, color=FLOOR_COLOR, ls="--", lw=1.0)
+    top.set_ylabel("local drift FID(n, n-1) − floor\n/ its maximum")
+    bottom.set_ylabel("cumulative drift FID(n, 0) − floor\n/ its maximum")
+    bottom.set_xlabel("fraction of the run's generations  (dashed: the noise floor)")
+    fig.legend(*top.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    top.set_title("Single-step and cumulative change of every chain (each in its own feature space)")
+    return fig
+
+
+def drift_phases_row(drift: dict, *, ylabel: str, suptitle: str, panel_width: float = 4.3):
+    """Fig. 5: one drift_panel per setting of diagnostics.drift_and_phases ({setting: {"local", "cumulative",
+    "phases"}}), in a row, the legend and `ylabel` on the first. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    _need(drift, "drift_phases_row")
+    fig, axes = plt.subplots(1, len(drift), figsize=(panel_width * len(drift), 3.6), squeeze=False)
+    for ax, (s, d) in zip(axes[0], drift.items()):
+        drift_panel(ax, d["local"], d["cumulative"], d["phases"], title=s.replace("_", " "), legend=ax is axes[0, 0])
+    axes[0, 0].set_ylabel(ylabel)
+    fig.suptitle(suptitle)
+    return fig
+
+
+# ------------------------------------------------------------------------------------ 06: recursive diffusion
+def diffusion_convergence(conv, *, show, n_samples: int):
+    """(a) recursive_diffusion.convergence_study in 1-D. Left: the exact chain's densities at the generations in
+    `show` (the first is the data, filled), the closed-form limit and N(0, 1). Right: L1 to the limit per
+    generation of every exact chain (dotted: the predicted slope (1-lam) e^-delta from mid-run, x5 above), the
+    exact chain from a far start and the EM-fitted chain (N = n_samples). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    show = _need(show, "diffusion_convergence")
+    lam, delta, pts = conv.real_fraction, conv.delta, conv.points
+    x, gens = pts[:, 0], np.arange(len(conv.distance[lam]))
+    G = len(gens) - 1
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 3.9))
+    ax1.fill_between(x, conv.data.pdf(pts), color="0.85", label="data (model 0)")
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, max(len(show) - 1, 1)))
+    for c, g in zip(colors, show[1:]):
+        ax1.plot(x, conv.exact[lam][g].pdf(pts), color=c, lw=1, label=f"generation {g}")
+    ax1.plot(x, conv.limit.pdf(pts), "k--", lw=1.3, label="closed-form limit")
+    ax1.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), ":", color="0.4", lw=1, label="N(0, 1): the limit for lam = 0")
+    ax1.set(xlabel="x", ylabel="density"); ax1.legend(fontsize=7)
+    ax1.set_title(f"exact chain, lam = {lam}, delta = {delta}", fontsize=9)
+    for f, dist in conv.distance.items():
+        line, = ax2.semilogy(gens, np.maximum(dist, 1e-16), lw=1.2, label=f"exact, lam = {f}")
+        rate, n0 = (1 - f) * np.exp(-delta), max(G // 2, 1)
+        ax2.semilogy(gens[n0:], 5 * dist[n0] * rate ** (gens[n0:] - n0), ls=":", color=line.get_color(), lw=1.2)
+    if conv.distance_from_initial is not None:
+        ax2.semilogy(gens, np.maximum(conv.distance_from_initial, 1e-16), "--", color="0.3", lw=1,
+                     label=f"exact from a far start, lam = {lam}")
+    ax2.semilogy(gens, conv.distance_fitted, "o", ms=3, color="tab:red",
+                 label=f"EM-fitted (N = {n_samples}), lam = {lam}")
+    ax2.plot([], [], ":", color="0.3", label="predicted slope (1-lam) e^-delta (x5 above)")
+    ax2.set(ylim=(1e-12, 3), xlabel="generation", ylabel="L1 distance to the closed-form limit")
+    ax2.legend(fontsize=6.5, loc="lower left")
+    fig.suptitle("Early-stopped recursive diffusion converges geometrically to one limit")
+    fig.tight_layout()
+    return fig
+
+
+def diffusion_2d(conv, outs: dict, limit_density, *, n_samples: int):
+    """(b) recursive_diffusion.convergence_study in 2-D: one panel per generation of `outs` (generation -> its
+    fitted model's sampler output, (n, 2)) over the contours of `limit_density` (the limit model's output density
+    on conv.points, reshaped to the grid), all on one box; last, L1 to the limit per generation, exact and
+    EM-fitted (N = n_samples). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    panels = _need(outs, "diffusion_2d")
+    lam = conv.real_fraction
+    gens = np.arange(len(conv.distance[lam]))
+    limit_density = np.asarray(limit_density)
+    if limit_density.size != len(conv.points):
+        raise ValueError(f"diffusion_2d: limit_density has {limit_density.size} values, the grid {len(conv.points)}")
+    gx, gy = (conv.points[:, i].reshape(limit_density.shape) for i in (0, 1))
+    box = np.quantile(np.concatenate(list(outs.values())), [0.002, 0.998], axis=0)
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.3 * (len(panels) + 1), 3.6),
+                             gridspec_kw={"width_ratios": [1] * len(panels) + [1.3]})
+    for ax, g in zip(axes, panels):
+        ax.contour(gx, gy, limit_density, levels=6, colors="k", linewidths=0.6, alpha=0.6)
+        ax.scatter(outs[g][:, 0], outs[g][:, 1], s=2, alpha=0.35, color="tab:blue")
+        ax.set_title(f"generation {g}: sampler output", fontsize=9)
+        ax.set_xlim(box[:, 0]); ax.set_ylim(box[:, 1]); ax.set_aspect("equal", adjustable="box")
+    axes[-1].semilogy(gens, np.maximum(conv.distance[lam], 1e-16), label="exact")
+    axes[-1].semilogy(gens, conv.distance_fitted, "o", ms=3, color="tab:red", label=f"EM fit, N = {n_samples}")
+    axes[-1].set(xlabel="generation", ylabel="L1 to the limit"); axes[-1].legend(fontsize=7)
+    fig.suptitle("2-D: the fitted chain settles on the closed-form limit (contours: the limit model's output)")
+    fig.tight_layout()
+    return fig
+
+
+def diffusion_hermite(modes, *, lam: float, delta: float):
+    """(c) recursive_diffusion.hermite_study: per Hermite order k, the deviation from the limit over generations
+    (exact lines, memorising chains' mean dots, their noise floor dotted; log scale); the per-generation factors
+    against the prediction (1-lam) e^-k delta; and the limit's gain per order. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    hermite, M = modes.table, modes.max_order
+    k, gens = hermite["order k"], np.arange(modes.deviation_exact.shape[0])
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13.5, 3.9))
+    for order, c in zip(range(1, M + 1), plt.cm.plasma(np.linspace(0, 0.85, M))):
+        scale = abs(modes.deviation_exact[0, order])
+        ax1.semilogy(gens, np.maximum(np.abs(modes.deviation_exact[:, order]) / scale, 1e-16), color=c, lw=1,
+                     label=f"k = {order}")
+        ax1.semilogy(gens, np.abs(modes.deviation_memorising[:, :, order].mean(0)) / scale, "o", ms=2.5, color=c)
+        ax1.axhline(modes.noise_floor[order] / scale, color=c, lw=0.5, ls=":")
+    ax1.set(ylim=(1e-4, 2), xlabel="generation", ylabel="|c_k(model_n) - c_k(limit)| / |...| at n = 0")
+    ax1.set_title("lines: exact; dots: memorising chains (mean);\ndotted: their noise floor", fontsize=8)
+    ax1.legend(fontsize=6.5, ncol=2)
+    ax2.plot(k, hermite["predicted factor (1-lam) e^-k delta"], "k-", lw=1, label="predicted (1-lam) e^-k delta")
+    ax2.plot(k, hermite["exact chain"], "kx", ms=7, label="exact chain")
+    ax2.errorbar(k - 0.08, hermite["memorising chains"], 2 * hermite["memorising SE"], fmt="o", ms=4, capsize=2,
+                 label="memorising chains (2 SE)")
+    ax2.errorbar(k + 0.08, hermite["EM-fitted chain"], 2 * hermite["EM SE"], fmt="s", ms=4, capsize=2, color="tab:red",
+                 alpha=0.7, label="EM-fitted chain (2 SE)")
+    ax2.set(xlabel="Hermite order k", ylabel="per-generation factor"); ax2.legend(fontsize=6.5)
+    ax2.set_title("higher orders die faster", fontsize=9)
+    ax3.bar(k, hermite["predicted limit gain"], color="0.8", label="predicted lam / (1 - (1-lam) e^-k delta)")
+    ax3.plot(k, hermite["closed-form limit gain"], "kx", ms=7, label="closed-form limit")
+    ax3.plot(k, hermite["memorising gain (2nd half)"], "o", ms=4, label="memorising chains, 2nd half")
+    ax3.set(xlabel="Hermite order k", ylabel="c_k(limit) / c_k(data)"); ax3.legend(fontsize=6.5)
+    ax3.set_title("the limit keeps the data low-pass filtered", fontsize=9)
+    fig.suptitle(f"Hermite modes of N(0, 1): lam = {lam}, delta = {delta}")
+    fig.tight_layout()
+    return fig
+
+
+def diffusion_annealing(anneal, *, delta0: float):
+    """(d) recursive_diffusion.annealing_study: one panel per fresh-data share, L1 to the data per generation
+    under each truncation schedule (solid, dashed, dash-dotted), with the summable schedule's limit (lam = 0) or
+    the constant schedule's limit dotted. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fractions = _need(anneal.fractions, "diffusion_annealing")
+    schedules = list(dict.fromkeys(kind for _, kind in anneal.distances))  # in the study's order
+    gens = np.arange(len(next(iter(anneal.distances.values()))))
+    fig, axes = plt.subplots(1, len(fractions), figsize=(5.5 * len(fractions), 3.6), squeeze=False)
+    for ax, f in zip(axes[0], fractions):
+        for kind, style in zip(schedules, ("-", "--", "-.")):
+            ax.plot(gens, anneal.distances[f, kind], style, lw=1.3, label=f"delta_n: {kind}")
+        if f == 0:
+            ax.axhline(anneal.summable_limit, color="k", ls=":", lw=0.8, label="L1(P_D data, data), D = delta_0 pi^2/6")
+        else:
+            ax.axhline(anneal.constant_limit[f], color="k", ls=":", lw=0.8, label="constant delta: its limit")
+        ax.set(xlabel="generation", ylabel="L1 distance to the data"); ax.set_ylim(bottom=0)
+        ax.set_title(f"lam = {f}, delta_0 = {delta0}", fontsize=9); ax.legend(fontsize=7)
+    fig.suptitle("Annealed truncation stops the compounding")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------ 07: co-evolving models
+def refit_variance(part1, *, mean_prediction, log_sd_prediction):
+    """Part 1 of 07, gaussian_refit.refit_rates: (left) the 1-D variance per generation, eight chains in grey,
+    the mean, median and 5-95% band over chains against the predicted mean ((N-1)/N)^n and the
+    median's band from the log drift; (middle) the spread over chains of log sigma^2 against its prediction;
+    (right) the d-D log eigenvalues with their Lyapunov slopes from mid-run. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    gens, var, logeig = part1.generations, part1.variance, part1.log_eigenvalues
+    half, logvar = (len(gens) - 1) // 2, np.log(var)
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 3.9))
+    a1.semilogy(gens, var[:, :8], color="0.75", lw=0.6)
+    a1.semilogy(gens, var.mean(1), color="tab:blue", lw=1.6, label="mean over chains")
+    a1.semilogy(gens, mean_prediction, "k--", lw=1, label="((N-1)/N)^n")
+    a1.semilogy(gens, np.exp(np.median(logvar, axis=1)), color="tab:orange", lw=1.4, label="median chain")
+    a1.fill_between(gens, *np.exp(np.quantile(logvar, [0.05, 0.95], axis=1)), color="tab:orange", alpha=0.2,
+                    label="5-95% of chains")
+    for z in (0.0, -1.645, 1.645):
+        a1.semilogy(gens, np.exp(part1.log_drift * gens + z * log_sd_prediction), "k:", lw=1,
+                    label="exp(n E log ratio +- 1.645 sd)" if z == 0 else None)
+    a1.set(ylim=(np.exp(np.quantile(logvar[-1], 0.01)), 3), xlabel="generation", ylabel="sigma^2_n / sigma^2_0")
+    a1.legend(fontsize=6.5, loc="lower left")
+    a1.set_title(f"1-D, N = {part1.n_samples}, {var.shape[1]} chains (grey: eight of them)", fontsize=9)
+    a2.plot(gens, logvar.std(1), color="tab:blue", lw=1.4, label="sd over chains of log sigma^2_n")
+    a2.plot(gens, log_sd_prediction, "k--", lw=1, label="sqrt(n psi'((N-1)/2))")
+    a2.set(xlabel="generation", ylabel="sd of log sigma^2_n"); a2.legend(fontsize=7)
+    a2.set_title("spread over chains grows like sqrt(n)", fontsize=9)
+    for i, c in enumerate(plt.cm.viridis(np.linspace(0, 0.85, part1.dim))):
+        a3.plot(gens, np.nanmean(logeig[:, :, i], axis=1), color=c, lw=1.4, label=f"log eigenvalue {i + 1}")
+        a3.plot(gens, np.nanmean(logeig[half, :, i]) + part1.lyapunov[i] * (gens - half), ":", color=c, lw=1)
+    a3.plot(gens, np.log(part1.trace.mean(1)), color="tab:red", lw=1.2, label="log mean trace / d")
+    a3.plot(gens, np.log(mean_prediction), "k--", lw=1, label="log ((N-1)/N)^n")
+    a3.plot([], [], "k:", label="Lyapunov slopes psi((N-i)/2) + log(2/N)")
+    a3.set(xlabel="generation", ylabel="log"); a3.legend(fontsize=6.5)
+    a3.set_title(f"{part1.dim}-D: directions contract at different rates", fontsize=9)
+    fig.suptitle("The simplest resonance: an ML-refitted Gaussian contracts")
+    fig.tight_layout()
+    return fig
+
+
+def refit_clouds(patterns, *, total_variances, dim: int, n_samples: int):
+    """gaussian_refit.refit_patterns: one panel per classified cloud, centred and projected on the last cloud's
+    two main directions, titled with its generation and total variance (total_variances, one per cloud); the
+    window verdicts in the title. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    clouds = _need(patterns.clouds, "refit_clouds")
+    if len(total_variances) != len(clouds):
+        raise ValueError(f"refit_clouds: {len(total_variances)} total variances for {len(clouds)} clouds")
+    last = clouds[-1] - clouds[-1].mean(0)
+    basis = np.linalg.svd(last, full_matrices=False)[2][:2].T  # the last cloud's two main directions
+    fig, axes = plt.subplots(1, len(clouds), figsize=(2.6 * len(clouds), 3.0))
+    for ax, g, c, v in zip(np.atleast_1d(axes), patterns.generations, clouds, total_variances):
+        xy = (c - c.mean(0)) @ basis
+        ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.4)
+        ax.set_title(f"generation {g}\ntotal variance {v:.2g}", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+    classified = patterns.generations
+    labels = "; ".join(f"{classified[p.start]}-{classified[p.end]}: {p.pattern}" for p in patterns.patterns)
+    fig.suptitle(f"one chain (d = {dim}, N = {n_samples}), centred, in the last cloud's two main directions (own scale "
+                 f"per panel)\n{labels}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _generation_axes(fig, axes, suptitle: str) -> None:
+    """x label 'generation' on every axis; the figure's title; tight layout."""
+    for ax in axes:
+        ax.set_xlabel("generation")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+
+
+def coevolve_text(part2, entropy: dict, *, n_samples: int, fresh_fraction: float):
+    """Part 2 of 07, coevolution.coevolution_rates, the text cases: mean over chains of the caption entropy
+    (entropy: case -> (G + 1,) bits, already averaged), the heterozygosity against Wright-Fisher (without and
+    with fresh data) and the captions alive. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    cases = _need(part2.text_cases, "coevolve_text")
+    n_chains, n_gens = part2.heterozygosity[cases[0]].shape
+    gens = np.arange(n_gens)
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 3.8))
+    for name in cases:
+        a1.plot(gens, entropy[name], lw=1.3, label=name)
+        a2.plot(gens, part2.heterozygosity[name].mean(0), lw=1.3, label=name)
+        a3.plot(gens, (part2.results[name]["probs"] > 0).sum(-1).mean(0), lw=1.3, label=name)
+    a2.plot(gens, part2.predicted_heterozygosity, "k--", lw=1, label="Wright-Fisher (1 - 1/N)^n H_0")
+    a2.plot(gens, part2.predicted_heterozygosity_fresh, "k:", lw=1,
+            label=f"with {fresh_fraction:.0%} fresh (sampled captions)")
+    a1.set_ylabel("caption entropy (bits)"); a2.set_ylabel("heterozygosity 1 - sum p^2")
+    a3.set_ylabel("captions alive")
+    a2.legend(fontsize=6.5); a1.set_title(f"mean over {n_chains} chains", fontsize=9)
+    _generation_axes(fig, (a1, a2, a3), f"Text diversity: K = {len(part2.original['probs'])} captions, N = {n_samples} "
+                     "pairs per generation")
+    return fig
+
+
+def coevolve_images(part2, *, dim: int):
+    """Part 2 of 07, the image cases: caption-weighted image diversity (log scale) and fidelity error per
+    generation, mean over chains, against the frozen-text predictions without and with fresh data. Returns the
+    figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, StrMethodFormatter
+
+    cases = _need(part2.image_cases, "coevolve_images")
+    n_chains, n_gens = part2.diversity[cases[0]].shape
+    gens, w = np.arange(n_gens), part2.weighted
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name in cases:
+        line, = a1.semilogy(gens, part2.diversity[name].mean(0), lw=1.3, label=name)
+        a2.plot(gens, part2.fidelity[name].mean(0), lw=1.3, color=line.get_color(), label=name)
+    a1.semilogy(gens, w(part2.predicted_traces), "k--", lw=1, label="frozen text, predicted")
+    a1.semilogy(gens, w(part2.predicted_traces_fresh), "k:", lw=1, label="frozen text + fresh, predicted")
+    a2.plot(gens, w(part2.predicted_shifts), "k--", lw=1, label="frozen text, predicted (bounded by 1)")
+    a2.plot(gens, w(part2.predicted_shifts_fresh), "k:", lw=1, label="frozen text + fresh, predicted")
+    a1.set_ylabel("image diversity / generation 0"); a1.legend(fontsize=6.5)
+    a1.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    a1.yaxis.set_minor_formatter(NullFormatter())
+    a1.set_title("sum_k p0_k tr S_k (a dead caption counts 0)", fontsize=9)
+    a2.set_ylabel("fidelity error / tr S_0"); a2.legend(fontsize=6.5)
+    a2.set_title("sum_k p0_k |mean_k - mean_k,0|^2 / sum_k p0_k tr S_k,0", fontsize=9)
+    _generation_axes(fig, (a1, a2), f"Image diversity contracts, fidelity error stays bounded (d = {dim}, mean over "
+                     f"{n_chains} chains)")
+    return fig
+
+
+def coevolve_matthew(part2, live: dict, half_life: dict):
+    """The Matthew effect, per caption against its initial frequency (log axes): (left) the image diversity left
+    at the last generation (live: case -> part2.relative_live_diversity, (R, G + 1, K); mean +- 1 SE over
+    chains) against the frozen-text predictions; (right) the generation where the mean diversity falls below
+    1/2 (half_life: case -> (K,)) against log(1/2) / log rho_k. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    cases = _need(live, "coevolve_matthew")
+    p0, rho = part2.original["probs"], part2.rho
+    n_chains, n_gens = live[cases[0]].shape[:2]
+    G = n_gens - 1
+    order = np.argsort(p0)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.5, 4.2))
+    a1.plot(p0[order], (part2.predicted_traces[-1] / part2.trace0)[order], "k--", lw=1,
+            label="frozen text, predicted rho_k^G")
+    a1.plot(p0[order], (part2.predicted_traces_fresh[-1] / part2.trace0)[order], "k:", lw=1,
+            label="frozen text + fresh, predicted")
+    for name, marker in zip(cases, "osD^v"):
+        end = live[name][:, -1]
+        a1.errorbar(p0, end.mean(0), end.std(0) / np.sqrt(n_chains), fmt=marker, ms=4, capsize=1.5, alpha=0.85,
+                    label=name)
+        a2.plot(p0, half_life[name], marker, ms=4, alpha=0.85, label=name)
+    a2.plot(p0[order], (np.log(0.5) / np.log(rho))[order], "k--", lw=1,
+            label="frozen text, predicted log(1/2) / log rho_k")
+    a1.set(xscale="log", xlabel="initial caption frequency p0_k",
+           ylabel=f"image diversity at generation {G} / generation 0")
+    a1.legend(fontsize=6.5, loc="center right")
+    a1.set_title(f"mean over {n_chains} chains (+- 1 SE); a dead caption counts 0", fontsize=9)
+    a2.set(xscale="log", yscale="log", xlabel="initial caption frequency p0_k",
+           ylabel="generation where mean diversity < 1/2")
+    a2.set_title(f"half-life (missing: not reached within {G} generations)", fontsize=9); a2.legend(fontsize=6.5)
+    freq_ticks = [t for t in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5) if p0.min() / 1.5 <= t <= p0.max() * 1.5]
+    for ax in (a1, a2):
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.set_xticks(freq_ticks, [f"{t:g}" for t in freq_ticks])
+    a2.yaxis.set_minor_formatter(plt.NullFormatter())
+    a2.set_yticks([1, 2, 5, 10, 20, 50, 100, 200], ["1", "2", "5", "10", "20", "50", "100", "200"])
+    fig.suptitle("Matthew effect: frequent captions keep diverse images, rare ones collapse first")
+    fig.tight_layout()
+    return fig

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .chain import ChainResult, run_chain
 
@@ -192,6 +193,22 @@ def isotropic_mixture(weights, means, stds) -> GaussianMixture:
     if np.any(s <= 0):
         raise ValueError(f"stds must be > 0, got {s.tolist()}")
     return GaussianMixture(w, m, s[:, None, None] ** 2 * np.eye(m.shape[1]))
+
+
+def mixture_from_params(params, *, prefix: str = "data_1d", dim: int = 1) -> GaussianMixture:
+    """The isotropic mixture written as the parameters `<prefix>_weights`, `<prefix>_means` and `<prefix>_stds`
+    of `params` (a Config or dict of strings: "0.5, 0.5"; 2-D means "x1, y1; x2, y2"). Errors name the parameter."""
+    from .config import parse_vector
+
+    names = [f"{prefix}_{key}" for key in ("weights", "means", "stds")]
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"params has no {', '.join(missing)} (prefix={prefix!r})")
+    if _check_count(dim, "dim", 1) == 1:
+        means = parse_vector(names[1], params[names[1]])
+    else:
+        means = parse_points(names[1], params[names[1]], dim)
+    return isotropic_mixture(parse_vector(names[0], params[names[0]]), means, parse_vector(names[2], params[names[2]]))
 
 
 def parse_points(name: str, text: str, dim: int) -> np.ndarray:
@@ -667,3 +684,182 @@ def tail_factor(values, *, floor: float = 1e-10, points: int = 5) -> float:
     if len(run) < 2:
         return float("nan")
     return float(np.exp(np.polyfit(run, np.log(v[run]), 1)[0]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# what notebook 06 shows: convergence to the limit, Hermite modes, annealed truncation
+
+
+@dataclass(frozen=True, eq=False)
+class ConvergenceStudy:
+    """Exact chains for every real fraction in `fractions`, an EM-fitted chain (and optionally an exact chain
+    from `initial`) at `real_fraction`, with their L1 distances to the closed-form limit on one grid.
+    `table`: per fraction, the predicted factor (1 - lam) e^-delta against the exact chain's (`tail_factor`
+    of its L1 distances), L1(limit, data) and L1(model_G, limit)."""
+
+    table: pd.DataFrame
+    data: GaussianMixture
+    delta: float
+    real_fraction: float
+    exact: dict  # lam -> [model_0, .., model_G]
+    limits: dict  # lam -> limit mixture
+    distance: dict  # lam -> (G + 1,) L1(model_n, limit)
+    fitted: list  # the EM-fitted chain's models, at real_fraction
+    distance_fitted: np.ndarray
+    initial: GaussianMixture | None
+    from_initial: list | None  # the exact chain from `initial`, at real_fraction
+    distance_from_initial: np.ndarray | None
+    points: np.ndarray  # the grid (P, d) and its cell volume
+    cell: float
+    sampler_options: dict  # t_start, n_steps, method of the fitted chain's reverse sampler
+
+    @property
+    def fractions(self) -> list:
+        return list(self.exact)
+
+    @property
+    def limit(self) -> GaussianMixture:
+        return self.limits[self.real_fraction]
+
+    def sampler_outputs(self, generations, *, n: int = 1500, seed: int = 0) -> dict:
+        """generation -> n samples (n, d) of the fitted model's early-stopped reverse sampler, one stream (seed)."""
+        rng = np.random.default_rng(seed)
+        return {g: reverse_sample(self.fitted[g], n, self.delta, rng, **self.sampler_options) for g in generations}
+
+
+def convergence_study(data: GaussianMixture, *, delta: float = 0.1, real_fraction: float = 0.2,
+                      n_generations: int = 40, compare_fractions=(), initial: GaussianMixture | None = None,
+                      n_samples: int = 4000, n_components: int | None = None, em_iterations: int = 100,
+                      sampler: str = "sde", n_steps: int = 200, t_start: float = 3.0, seed: int = 0,
+                      grid_points: int = 400) -> ConvergenceStudy:
+    """(a, b) The chains with a constant truncation `delta` for `n_generations`: exact for real_fraction and
+    every compare_fraction, EM-fitted (`run_fitted_diffusion_chain` with these options) and, given `initial`,
+    exact from that start. The grid covers the data, the limit and `initial` (`density_grid`, grid_points per
+    axis); L1 distances are `l1_distance` on it."""
+    lam = _check_fraction(real_fraction)
+    fractions = sorted({_check_fraction(f, "compare_fractions") for f in compare_fractions} | {lam})
+    deltas = delta_schedule(delta, n_generations)
+    exact = {f: run_exact_diffusion_chain(data, deltas, real_fraction=f).states for f in fractions}
+    limits = {f: limit_mixture(data, delta, real_fraction=f) for f in fractions}
+    from_initial = None if initial is None else \
+        run_exact_diffusion_chain(data, deltas, real_fraction=lam, initial=initial).states
+    options = {"t_start": t_start, "n_steps": n_steps, "method": sampler}
+    fitted = run_fitted_diffusion_chain(data, deltas, n_samples=n_samples, real_fraction=lam,
+                                        n_components=n_components, em_iterations=em_iterations, seed=seed,
+                                        t_start=t_start, n_steps=n_steps, sampler=sampler).states
+
+    points, cell = density_grid([data, limits[lam]] + ([] if initial is None else [initial]),
+                                n_points=_check_count(grid_points, "grid_points", 2))
+    limit_pdf = {f: m.pdf(points) for f, m in limits.items()}
+
+    def distances(models, f):
+        return np.array([l1_distance(m, limit_pdf[f], points, cell) for m in models])
+
+    dist = {f: distances(exact[f], f) for f in fractions}
+    table = pd.DataFrame([{
+        "real fraction lam": f,
+        "predicted factor (1-lam) e^-delta": (1 - f) * np.exp(-delta),
+        "exact chain, L1 factor (last generations)": tail_factor(dist[f]),
+        "L1(limit, data)": l1_distance(limits[f], data, points, cell),
+        f"L1(model_{len(deltas)}, limit)": dist[f][-1],
+    } for f in fractions])
+    return ConvergenceStudy(
+        table=table, data=data, delta=float(delta), real_fraction=lam, exact=exact, limits=limits, distance=dist,
+        fitted=fitted, distance_fitted=distances(fitted, lam), initial=initial, from_initial=from_initial,
+        distance_from_initial=None if initial is None else distances(from_initial, lam), points=points, cell=cell,
+        sampler_options=options)
+
+
+@dataclass(frozen=True, eq=False)
+class HermiteStudy:
+    """(c) Hermite modes c_k of model_n - limit, k = 0..max_order: the exact chain, `memorising` chains and the
+    EM-fitted chain of a `ConvergenceStudy`. `table`, per order k >= 1: the predicted factor (1 - lam) e^-k delta
+    against the `ar1_factor` of each learner (SE where sampled), and the limit's gain c_k(limit) / c_k(data):
+    predicted, from the closed-form limit, and from the memorising chains' second half."""
+
+    table: pd.DataFrame
+    deviation_exact: np.ndarray  # (G + 1, M + 1)
+    deviation_memorising: np.ndarray  # (R, G + 1, M + 1)
+    deviation_fitted: np.ndarray  # (G + 1, M + 1)
+    noise_floor: np.ndarray  # (M + 1,) SE of the memorising chains' mean moment around the limit
+
+    @property
+    def max_order(self) -> int:
+        return self.deviation_exact.shape[1] - 1
+
+
+def hermite_study(study: ConvergenceStudy, *, max_order: int = 6, memorising_chains: int = 4,
+                  memorising_samples: int = 20000, seed: int = 0) -> HermiteStudy:
+    """`memorising_chains` runs of `run_empirical_diffusion_chain` (N = memorising_samples, seeds seed + r) on the
+    study's data, delta and real fraction, their Hermite moments and those of the study's exact and fitted
+    chains, against `hermite_deviation_factors` and `hermite_limit_gain` (1-D data)."""
+    if study.data.dim != 1:
+        raise ValueError(f"hermite_study reads 1-D Hermite modes; the study's data has dim {study.data.dim}")
+    m_ord = _check_count(max_order, "max_order", 1)
+    lam, delta, limit = study.real_fraction, study.delta, study.limit
+    gens = len(study.fitted) - 1
+    c_data, c_lim = hermite_moments(study.data, m_ord), hermite_moments(limit, m_ord)
+    dev_exact = np.array([hermite_moments(s, m_ord) for s in study.exact[lam]]) - c_lim
+    deltas = delta_schedule(delta, gens)
+    memorising = [run_empirical_diffusion_chain(study.data, deltas, n_samples=memorising_samples, real_fraction=lam,
+                                                seed=seed + r).states
+                  for r in range(_check_count(memorising_chains, "memorising_chains", 1))]
+    moments_memo = np.array([[sample_hermite_moments(s, m_ord) for s in ch] for ch in memorising])
+    dev_memo = moments_memo - c_lim
+    dev_fit = np.array([hermite_moments(s, m_ord) for s in study.fitted]) - c_lim
+    predicted = hermite_deviation_factors(m_ord, delta, real_fraction=lam)
+    gain = hermite_limit_gain(m_ord, delta, real_fraction=lam)
+    rows = []
+    for k in range(1, m_ord + 1):
+        f_memo, se_memo = ar1_factor(dev_memo[:, :, k])
+        f_fit, se_fit = ar1_factor(dev_fit[:, k])
+        rows.append({"order k": k, "predicted factor (1-lam) e^-k delta": predicted[k],
+                     "exact chain": ar1_factor(dev_exact[:, k])[0],
+                     "memorising chains": f_memo, "memorising SE": se_memo, "EM-fitted chain": f_fit, "EM SE": se_fit,
+                     "predicted limit gain": gain[k], "closed-form limit gain": c_lim[k] / c_data[k],
+                     "memorising gain (2nd half)": moments_memo[:, gens // 2:, k].mean() / c_data[k]})
+    noise = hermite_sampling_se(limit, m_ord, memorising_samples) / np.sqrt(len(memorising))
+    return HermiteStudy(pd.DataFrame(rows), dev_exact, dev_memo, dev_fit, noise)
+
+
+@dataclass(frozen=True, eq=False)
+class AnnealingStudy:
+    """(d) Exact chains under the `SCHEDULES` of delta_n (same delta0) for each real fraction: `distances`
+    (lam, schedule) -> (G + 1,) L1(model_n, data); `summable_limit` = L1(P_D data, data) with D = delta0 pi^2/6,
+    where the lam = 0, delta0 / n^2 chain ends; `constant_limit` lam -> L1(limit, data) of the constant-delta
+    chain for lam > 0."""
+
+    distances: dict
+    summable_limit: float
+    constant_limit: dict
+
+    @property
+    def fractions(self) -> list:
+        return sorted({f for f, _ in self.distances})
+
+    @property
+    def final(self) -> dict:
+        """"lam=<lam>, <schedule>" -> L1 to the data at the last generation."""
+        return {f"lam={f}, {kind}": v[-1] for (f, kind), v in self.distances.items()}
+
+
+def annealing_study(data: GaussianMixture, *, delta0: float = 0.1, n_generations: int = 40, fractions=(0.0,),
+                    points=None, cell: float | None = None, grid_points: int = 400) -> AnnealingStudy:
+    """Run the exact chain for every fraction and schedule and measure L1 to the data on `points` (with `cell`;
+    default: `density_grid` of the data with grid_points per axis)."""
+    if (points is None) != (cell is None):
+        raise ValueError("give both points and cell (a grid from density_grid), or neither")
+    if points is None:
+        points, cell = density_grid([data], n_points=_check_count(grid_points, "grid_points", 2))
+    fractions = sorted({_check_fraction(f, "fractions") for f in fractions})
+    data_pdf = data.pdf(points)
+    distances = {}
+    for f in fractions:
+        for kind in SCHEDULES:
+            states = run_exact_diffusion_chain(data, delta_schedule(delta0, n_generations, kind=kind),
+                                               real_fraction=f).states
+            distances[f, kind] = np.array([l1_distance(s, data_pdf, points, cell) for s in states])
+    summable = l1_distance(early_stop_map(data, delta0 * np.pi**2 / 6), data_pdf, points, cell)
+    constant = {f: l1_distance(limit_mixture(data, delta0, real_fraction=f), data_pdf, points, cell)
+                for f in fractions if f > 0}
+    return AnnealingStudy(distances, summable, constant)

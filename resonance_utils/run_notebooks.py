@@ -7,7 +7,7 @@ figures folder, byte for byte, recorded in the manifest under that run's id (`st
 --force runs it anyway.
 
 --jobs N runs up to N notebooks at once, each in its own process, never before the notebooks it reads
-(DEPENDENCIES) have finished; several GPUs are shared out one per job, CPU threads split evenly.
+(notebook_params: reads=) have finished; several GPUs are shared out one per job, CPU threads split evenly.
 
 Interrupts: Ctrl-C (SIGINT) or SIGTERM stops every kernel at once, prints one line per notebook (finished,
 interrupted, not started) and exits 130 (143 for SIGTERM); chains keep every generation they committed. Each
@@ -39,34 +39,28 @@ from . import config, store
 
 KERNEL = "resonance"
 
-# notebook -> {the notebook whose outputs (chains, models, key numbers) it reads: the consumer's boolean parameter
-# that switches that reading on, or None for always}: with --jobs N it starts only after those have finished.
-# Names that are not notebooks here (yet) are ignored.
-DEPENDENCIES = {
-    "05_drift_geometry": {"01_lucier_room": "include_lucier", "02_mnist_chains": None,
-                          "03_imagenet_chains": "include_imagenet", "04_cyclegan_attractors": "include_cyclegan"},
-    "08_mitigations": {"02_mnist_chains": None},
-    "09_claim": {"01_lucier_room": "include_lucier", "02_mnist_chains": "include_mnist",
-                 "03_imagenet_chains": "include_imagenet", "04_cyclegan_attractors": "include_cyclegan"},
-}
+def declared_dependencies() -> dict[str, dict[str, str | None]]:
+    """notebook -> {producer it reads (records.read): the consumer's boolean parameter that switches the reading
+    on, or None for always}, from each notebook's declaration (notebook_params, reads=). With --jobs N a consumer
+    starts only after those have finished. Names that are not notebooks here (yet) are ignored."""
+    from .notebook_params import NOTEBOOKS
+
+    return {stem: dict(cls.reads) for stem, cls in NOTEBOOKS.items() if cls.reads}
 
 
 def resolved_dependencies(profile: str, overrides: dict | None = None) -> dict[str, list[str]]:
-    """DEPENDENCIES for one run: a dependency whose switch is off in the consumer's resolved parameters (its
-    profile and this run's overrides) is dropped, so that (say) 09 in the quick profile, which has no ImageNet
-    rows, does not wait for 03."""
+    """The declared dependencies of one run: a dependency whose switch is off in the consumer's resolved
+    parameters (its profile and this run's overrides) is dropped, so that (say) 09 in the quick profile, which has
+    no ImageNet rows, does not wait for 03."""
     out = {}
-    for stem, needs in DEPENDENCIES.items():
+    for stem, needs in declared_dependencies().items():
         cfg = None
         kept = []
         for dep, switch in needs.items():
             if switch is not None:
                 if cfg is None:
-                    try:
-                        cfg = config.load_config(stem, profile, **(overrides or {}).get(stem, {}))
-                    except config.ConfigError:  # no parameters here: keep every dependency
-                        cfg = {}
-                if not cfg.get(switch, True):
+                    cfg = config.load_config(stem, profile, **(overrides or {}).get(stem, {}))
+                if not cfg[switch]:
                     continue
             kept.append(dep)
         out[stem] = kept
@@ -86,12 +80,19 @@ def build_dir(profile: str) -> Path:
 
 
 def inputs_hash(stem: str, profile: str, overrides: dict) -> str:
-    """The notebook, the overrides, the package's source and EVERY notebook's YAML of this profile: the
-    diagnostics notebooks read other notebooks' chains (05 and 08 load 02's parameters), so a change there must
-    rerun them too."""
+    """The notebook, its resolved parameters (defaults, profile and overrides), the package's source and the
+    records of the producers it reads (records.fingerprint): a producer that ran again with other parameters
+    makes its consumers run again."""
+    from . import records
+
     nb = (notebooks_dir() / f"{stem}.ipynb").read_bytes()
-    ymls = [p.read_bytes() for p in sorted(config.params_dir().glob(f"*/{profile}.yaml"))]
-    return store.hash_bytes(nb, *ymls, json.dumps(overrides, sort_keys=True).encode(),
+    try:
+        params = config.load_config(stem, profile, **overrides).to_json()
+    except config.ConfigError:  # not a notebook with parameters: its overrides stand for them
+        params = overrides
+    producers = [f"{dep}:{records.fingerprint(dep, profile)}"
+                 for dep in resolved_dependencies(profile, {stem: overrides}).get(stem, [])]
+    return store.hash_bytes(nb, json.dumps(params, sort_keys=True).encode(), "|".join(producers).encode(),
                             store.package_source_hash().encode())
 
 
@@ -121,7 +122,7 @@ def stamp_path(stem: str, profile: str) -> Path:
 
 def recorded_outputs(stem: str, figures: Path, run: str) -> dict[str, dict]:
     """{file: {"size", "sha256"}} of the outputs that run `run` of notebook `stem` recorded in the manifest of
-    `figures` (store.Outputs records each with its run id), and the notebook's numbers file <stem>.json."""
+    `figures` (publish.Outputs records each with its run id), and the notebook's numbers file <stem>.json."""
     manifest = store.read_manifest(figures)
     files = {f for f, rec in manifest.items() if isinstance(rec, dict) and rec.get("run_id") == run
              and rec.get("notebook", stem) == stem}
@@ -423,7 +424,7 @@ def ready(pending: list[str], finished: set[str], selected: list[str], deps: dic
     """The pending notebooks, in order, whose dependencies among `selected` have all finished (ran, skipped or
     failed: as in a sequential run, a failed dependency does not stop the notebooks that read it). A dependency
     that is not selected in this run, or not a notebook at all, is not waited for."""
-    deps = DEPENDENCIES if deps is None else deps
+    deps = declared_dependencies() if deps is None else deps
     return [s for s in pending if all(d in finished or d not in selected for d in deps.get(s, ()))]
 
 
@@ -449,7 +450,7 @@ def schedule(stems: list[str], jobs: int, start, wait, *, deps: dict | None = No
     be tested with fakes."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    deps = DEPENDENCIES if deps is None else deps
+    deps = declared_dependencies() if deps is None else deps
     pending, running, slots, results = list(stems), {}, {}, {}
     while pending or running:
         candidates = ready(pending, set(results), stems, deps)
@@ -462,8 +463,8 @@ def schedule(stems: list[str], jobs: int, start, wait, *, deps: dict | None = No
             pending.remove(stem)
             slots[stem] = slot
             running[stem] = start(stem, slot)
-        if not running:  # cannot happen with an acyclic DEPENDENCIES; fail loudly rather than spin
-            raise RuntimeError(f"notebooks {pending} wait on each other: check DEPENDENCIES")
+        if not running:  # cannot happen with acyclic declarations; fail loudly rather than spin
+            raise RuntimeError(f"notebooks {pending} wait on each other: check reads= in notebook_params")
         for stem, result in wait(dict(running)).items():
             results[stem] = result
             del running[stem], slots[stem]
@@ -609,6 +610,28 @@ def _worker(stem: str, profile: str, overrides_json: str, force: bool, result: s
     return 0
 
 
+def write_run_times(profile: str, selected: list[str], results: dict, wall_s: float, *, jobs: int,
+                    force: bool) -> Path:
+    """build/<profile>/last_run.json: what a finished run (not an interrupted one) measured, for README's table of
+    run times (python -m benchmarks.run --runtimes-readme). results: {stem: (status, seconds, message)}."""
+    import platform
+
+    from .runtime import describe_device
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), model)
+    gpus = gpu_ids()
+    return store.write_json(build_dir(profile) / "last_run.json", {
+        "profile": profile, "finished": store._now(), "wall_s": round(wall_s, 1), "jobs": jobs,
+        "cpu": f"{model}, {os.cpu_count()} cores", "gpu": describe_device("cuda") if gpus else None,
+        "git_commit": store.git_commit(), "selected": list(selected),
+        "all_notebooks": set(selected) == set(list_notebooks()), "force": bool(force),
+        "notebooks": {s: {"status": results[s][0], "seconds": round(float(results[s][1]), 1)}
+                      for s in selected if s in results}})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_all.sh", description="Execute the notebooks with papermill.")
     ap.add_argument("--profile", choices=config.PROFILES, help="default: paper on CUDA, else quick")
@@ -690,6 +713,7 @@ def main(argv=None) -> int:
         print(flush=True)
         report_interrupt(selected, results, [current] if current else [])
         return interrupted_exit_code()
+    write_run_times(profile, selected, results, time.perf_counter() - total, jobs=1, force=args.force)
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)
@@ -729,6 +753,7 @@ def _main_parallel(selected, profile, overrides, args, total) -> int:
                                                                               or s in results)])
         return interrupted_exit_code()
     failed = [s for s in todo if results[s][0] == "failed"]
+    write_run_times(profile, selected, results, time.perf_counter() - total, jobs=max(jobs, 1), force=args.force)
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)

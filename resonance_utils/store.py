@@ -15,6 +15,7 @@ once process PID is gone.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime as _dt
 import fcntl
@@ -424,6 +425,90 @@ def package_source_hash(modules: tuple[str, ...] | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+PACKAGE = __name__.rpartition(".")[0] or PACKAGE_DIR.name  # "resonance_utils": absolute imports start with it
+
+
+def package_modules() -> tuple[str, ...]:
+    """The names of the package's modules (the .py stems in PACKAGE_DIR, less __init__), sorted."""
+    return tuple(sorted(p.stem for p in PACKAGE_DIR.glob("*.py") if p.stem != "__init__"))
+
+
+def imported_modules(module: str) -> tuple[str, ...]:
+    """The package modules that `module`'s source imports itself (not transitively), sorted: every import
+    statement anywhere in the file, those inside functions (lazy imports) included, found by parsing it (ast).
+
+    `from . import a, b` counts a and b (where they are modules), `from .x import y` and `from .x.y import z`
+    count x, `import resonance_utils.x` and `from resonance_utils import x` count x; relative imports that reach
+    above the package (`from .. import`) name no module of it. Imports by computed name (importlib) are not seen.
+    """
+    name = _module_name(module)
+    return tuple(sorted(set(_imports_in(PACKAGE_DIR / f"{name}.py")) - {name}))
+
+
+_IMPORTS_SEEN: dict[bytes, tuple[str, ...]] = {}  # sha256 of a source -> the names it imports from the package
+
+
+def _imports_in(path: Path) -> tuple[str, ...]:
+    """The package modules the file `path` imports (parsed once per distinct content: an edited file is parsed
+    again, so the answer is never stale)."""
+    source = path.read_bytes()
+    digest = hashlib.sha256(source).digest()
+    if digest not in _IMPORTS_SEEN:
+        targets = []
+        for node in ast.walk(ast.parse(source, filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (base := _absolute_base(node)):
+                targets += [base] + [f"{base}.{a.name}" for a in node.names]
+        _IMPORTS_SEEN[digest] = tuple(sorted({t.split(".")[1] for t in targets
+                                              if t.startswith(PACKAGE + ".")}))
+    known = set(package_modules())
+    return tuple(m for m in _IMPORTS_SEEN[digest] if m in known)
+
+
+def _absolute_base(node: ast.ImportFrom) -> str:
+    """The absolute module an ImportFrom in a top-level module of the package imports from ("" when a relative
+    import reaches above the package)."""
+    if not node.level:
+        return node.module or ""
+    parts = PACKAGE.split(".")  # a module's own package; each dot beyond the first goes one package up
+    if node.level - 1 >= len(parts):
+        return ""
+    base = ".".join(parts[:len(parts) - (node.level - 1)])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def _module_name(module: str) -> str:
+    """`module` as a stem of package_modules() ("image_chains" or "resonance_utils.image_chains"); ValueError
+    naming it and the valid ones otherwise."""
+    name = module[len(PACKAGE) + 1:] if module.startswith(PACKAGE + ".") else module
+    valid = package_modules()
+    if name not in valid:
+        raise ValueError(f"no module {module!r} in the package {PACKAGE} ({PACKAGE_DIR}); valid: {', '.join(valid)}")
+    return name
+
+
+def import_closure(module: str) -> tuple[str, ...]:
+    """The package modules that `module` can run: itself and every module it imports, transitively, sorted
+    (imported_modules, so imports inside functions count; the modules the package's __init__ imports, which run
+    first, count too). Read from the files as they are now."""
+    init = PACKAGE_DIR / "__init__.py"  # runs before any module of the package: what it imports is reached too
+    todo, seen = [_module_name(module), *(_imports_in(init) if init.exists() else ())], set()
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(_imports_in(PACKAGE_DIR / f"{m}.py"))
+    return tuple(sorted(seen))
+
+
+def source_hash_of(module: str) -> str:
+    """package_source_hash of import_closure(module): a run key's source part that covers exactly the code the
+    setting can run, so that an edit to any module it reaches, directly or not, makes new keys and an edit to any
+    other module does not. The package's __init__ is left out (it holds no code a run depends on)."""
+    return package_source_hash(import_closure(module))
+
+
 def params_hash(params: dict) -> str:
     return hash_bytes(json.dumps(params, sort_keys=True, default=_json_default).encode())
 
@@ -606,103 +691,3 @@ def update_manifest(figures: Path, entries: dict[str, dict]) -> Path:
         current.update(entries)
         write_json(manifest, current)
     return manifest
-
-
-# ----------------------------------------------------------------------------------------------------- outputs
-class Outputs:
-    """Everything one notebook run writes, each file recorded in figures/MANIFEST.json (with the run's id,
-    `run_id`, which run_all.sh compares before it skips a notebook).
-
-    outputs = Outputs(cfg, data_source="real: CMU ARCTIC a0007 (pysptk)", feature_network="none")
-    outputs.figure(fig, "lucier_spectrograms"); outputs.table(df, "taxonomy"); outputs.numbers({...})
-    """
-
-    def __init__(self, cfg, *, data_source: str, feature_network: str = "none", device: str | None = None,
-                 stem: str | None = None):
-        import time
-
-        from .runtime import describe_device
-
-        self.cfg, self.stem = cfg, stem or cfg.notebook
-        self.data_source, self.feature_network = data_source, feature_network
-        self.device = device or describe_device()
-        self.dir = figures_dir(cfg.profile)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        check_manifest(self.dir)  # a damaged manifest is repaired now, not at the first figure
-        self.run_id = run_id()
-        self._t0 = time.perf_counter()
-        self._commit = git_commit()
-        self.written: list[Path] = []
-
-    @property
-    def stamp_text(self) -> str:
-        return (f"resonance · {self.stem} · profile {self.cfg.profile} · data: {self.data_source} · "
-                f"features: {self.feature_network} · our reconstruction, not the paper's numbers")
-
-    def _record(self, paths: list[Path]) -> None:
-        import time
-
-        rec = {"notebook": self.stem, "profile": self.cfg.profile, "params": self.cfg.to_dict(),
-               "git_commit": self._commit, "device": self.device,
-               "wall_time_s": round(time.perf_counter() - self._t0, 2), "data_source": self.data_source,
-               "feature_network": self.feature_network, "created": _now(), "run_id": self.run_id}
-        self.written += paths
-        update_manifest(self.dir, {p.relative_to(self.dir).as_posix(): rec for p in paths})
-
-    def figure(self, fig, name: str) -> list[Path]:
-        """Stamp and save as name.png and name.pdf."""
-        from .plots import stamp
-
-        stamp(fig, self.stamp_text)
-        paths = []
-        for ext in ("png", "pdf"):
-            final = self.dir / f"{name}.{ext}"
-            with atomic_path(final) as tmp:
-                fig.savefig(tmp, format=ext)
-            paths.append(final)
-        self._record(paths)
-        return paths
-
-    def table(self, df, name: str, *, floatfmt: str = ".4g") -> list[Path]:
-        """Save a pandas DataFrame as name.csv and name.md (a header line says what made it)."""
-        csv, md = self.dir / f"{name}.csv", self.dir / f"{name}.md"
-        with atomic_path(csv) as tmp:
-            df.to_csv(tmp, index=False)
-        with atomic_path(md) as tmp:
-            tmp.write_text(f"<!-- {self.stamp_text} -->\n\n" + markdown_table(df, floatfmt=floatfmt) + "\n")
-        self._record([csv, md])
-        return [csv, md]
-
-    def numbers(self, values: dict) -> Path:
-        """The notebook's key numbers as figures/<stem>.json (with the profile and data source)."""
-        path = self.dir / f"{self.stem}.json"
-        write_json(path, {"profile": self.cfg.profile, "data_source": self.data_source,
-                          "feature_network": self.feature_network, **values})
-        self._record([path])
-        return path
-
-    def audio(self, wave, sample_rate: int, name: str) -> Path:
-        """A 16-bit WAV under figures/audio/, peak-normalised to -1 dBFS for listening."""
-        import soundfile as sf
-
-        wave = np.asarray(wave, dtype=np.float64)
-        peak = np.max(np.abs(wave)) or 1.0
-        path = self.dir / "audio" / f"{name}.wav"
-        with atomic_path(path) as tmp:
-            sf.write(tmp, (wave / peak * 10 ** (-1 / 20)).astype(np.float32), int(sample_rate), subtype="PCM_16",
-                     format="WAV")
-        self._record([path])
-        return path
-
-
-def markdown_table(df, *, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table (pandas' to_markdown needs the optional tabulate package)."""
-    def fmt(v):
-        if isinstance(v, (float, np.floating)):
-            return format(float(v), floatfmt)
-        return str(v).replace("|", "\\|")
-
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)

@@ -395,3 +395,85 @@ def test_tolerance_sweep_is_monotone_where_it_must_be(rng):
         tolerance_sweep(traj, [-1.0])
     with pytest.raises(ValueError, match="tolerances"):
         tolerance_sweep(traj, [])
+
+
+# ------------------------------------------------------------------------------------ read-outs for figures and tables
+def by_hand_order(labels):
+    """Basins by size, largest first, ties by the smaller label: a plain Python sort of the counts."""
+    counts = {}
+    for b in labels:
+        if b >= 0:
+            counts[int(b)] = counts.get(int(b), 0) + 1
+    return sorted(counts, key=lambda b: (-counts[b], b))
+
+
+def test_basin_order_and_exemplar_starts_against_a_plain_sort(rng):
+    for _ in range(20):
+        labels = rng.integers(-1, 6, size=int(rng.integers(1, 30)))
+        order = by_hand_order(labels)
+        assert A.basin_order(labels) == order
+        for n in (0, 1, 3, 8, 40):
+            picked = A.exemplar_starts(labels, n)
+            firsts = [int(np.flatnonzero(labels == b)[0]) for b in order[:n]]
+            rest = [i for i in range(len(labels)) if i not in firsts]
+            assert picked == (firsts + rest)[:max(n, len(firsts))]
+            assert len(picked) == min(max(n, 0), len(labels)) and len(set(picked)) == len(picked)
+    assert A.basin_order(np.array([-1, -1])) == [] and A.exemplar_starts(np.array([-1, -1]), 1) == [0]
+    # find_attractors numbers its basins by size: their reading order is 0, 1, 2, ...
+    x0 = rng.normal(size=(25, 1)) * 3
+    rep = find_attractors(iterate(lambda x: np.round(x), x0, 10), tol=0)
+    assert A.basin_order(rep.labels) == list(range(rep.n_attractors))
+
+
+def test_as_uint8_rounds_the_unit_scale_and_keeps_uint8():
+    u = np.array([[0, 7, 255]], dtype=np.uint8)
+    assert A.as_uint8(u) is u
+    f = np.array([0.0, 0.5 / 255, 1.49 / 255, 0.5, 1.0], dtype=np.float32)
+    assert A.as_uint8(f).tolist() == [0, 0, 1, 128, 255] and A.as_uint8(f).dtype == np.uint8
+
+
+def test_trajectory_plane_is_the_end_states_principal_plane(rng):
+    """Against an independent recomputation: the top two eigenvectors of the end states' scatter about the mean of
+    all states (eigh, not an SVD); equal up to the sign of each axis."""
+    traj = rng.integers(0, 256, size=(5, 12, 3, 4)).astype(np.uint8)
+    xy = A.trajectory_plane(traj)
+    assert xy.shape == (5, 12, 2)
+    flat = traj.reshape(5, 12, -1) / 255.0
+    mean = flat.reshape(-1, 12).mean(0)
+    w, v = np.linalg.eigh((flat[-1] - mean).T @ (flat[-1] - mean))
+    axes = v[:, np.argsort(w)[::-1][:2]]
+    ref = (flat - mean) @ axes
+    signs = np.sign((xy * ref).sum((0, 1)))
+    np.testing.assert_allclose(xy * signs, ref, atol=1e-9)
+    # a float trajectory on the 0-1 scale is read as it is: the same plane as its uint8 levels / 255
+    np.testing.assert_allclose(np.abs(A.trajectory_plane(traj / 255.0)), np.abs(xy), atol=1e-9)
+
+
+def test_class_by_basin_against_a_count():
+    labels = np.array([0, 0, 1, -1, 0, 2, 1, 1, 0, 3])
+    classes = np.array([2, 2, 2, 2, 5, 5, 5, 5, 5, 5])
+    t = A.class_by_basin(labels, classes, n_basins=3, class_names={2: "two", 5: "five"})
+    assert list(t.columns) == ["basin 0", "basin 1", "basin 2"]  # basin 3 is the fourth largest: left out
+    assert list(t.index) == ["start class two", "start class five"]
+    for k, row in zip((2, 5), t.values):
+        mine = labels[classes == k]
+        expected = [sum(1 for b in mine if b == basin) / len(mine) for basin in (0, 1, 2)]
+        assert row.tolist() == pytest.approx(expected, abs=0)
+    assert list(A.class_by_basin(labels, classes).index) == ["start class 2", "start class 5"]
+    empty = A.class_by_basin(np.full(4, -1), np.array([0, 0, 1, 1]))
+    assert empty.shape == (2, 0) and empty.round(4).to_dict() == {}
+    with pytest.raises(ValueError, match="same shape"):
+        A.class_by_basin(labels, classes[:-1])
+
+
+def test_reports_table_rows(rng):
+    x0 = np.r_[np.full(3, -2.0), np.full(2, 5.0), [0.3]][:, None]
+    fixed = find_attractors(iterate(lambda x: np.round(x), x0, 10), tol=0)  # three fixed points: 3, 2 and 1 starts
+    flip = find_attractors(iterate(lambda x: -x, x0[:2] * 0 + 1, 8), tol=0, max_period=2)  # a 2-cycle
+    t = A.reports_table({True: fixed, False: flip}, n_basins=2)
+    assert list(t.columns) == ["quantize", "attractors", "fixed points", "cycles (period: count)", "unconverged",
+                               "largest basins"]
+    assert t["quantize"].tolist() == [True, False] and t["attractors"].tolist() == [3, 1]
+    assert t["fixed points"].tolist() == [3, 0] and t["cycles (period: count)"].tolist() == ["{}", "{2: 1}"]
+    assert t["unconverged"].tolist() == [0, 0] and t["largest basins"].tolist() == ["[3, 2]", "[2]"]
+    assert list(A.reports_table({"x": fixed}, key="setting").columns)[0] == "setting"

@@ -6,8 +6,12 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from resonance_utils import audio, config
+from resonance_utils import audio, config, specs
 from resonance_utils.chain import run_chain
+
+
+def lucier_spec(profile, **changes):
+    return specs.build(specs.LucierSpec, config.load_config("01_lucier_room", profile, **changes))
 
 SR = 8000
 
@@ -227,16 +231,16 @@ def test_bad_rooms():
 
 
 def test_run_lucier_caches_and_reads_back():
-    cfg = config.load_config("01_lucier_room", "smoke", n_iterations=5, voice_seconds=0.5)
+    cfg = lucier_spec("smoke", n_iterations=5, voice_seconds=0.5)
     setup, first = audio.run_lucier(cfg, progress=False)
     assert first.computed == [0, 1, 2, 3, 4, 5]
     _, again = audio.run_lucier(cfg, progress=False)
     assert again.computed == []
     np.testing.assert_array_equal(np.stack(first.states), np.stack(again.states))
-    longer = config.load_config("01_lucier_room", "smoke", n_iterations=7, voice_seconds=0.5)
+    longer = lucier_spec("smoke", n_iterations=7, voice_seconds=0.5)
     _, ext = audio.run_lucier(longer, progress=False)
     assert ext.computed == [6, 7], "n_iterations is not part of the key: a longer chain extends the cached one"
-    missing = config.load_config("01_lucier_room", "smoke", voice_path="/no/such/voice.wav")
+    missing = lucier_spec("smoke", voice_path="/no/such/voice.wav")
     with pytest.raises(FileNotFoundError, match="voice_path"):
         audio.run_lucier(missing, progress=False)
 
@@ -315,7 +319,7 @@ def test_spectral_gap_reads_the_rooms_own_transfer(rng):
 
 def test_default_room_predicts_a_mixing_time_of_hundreds_of_passes():
     """The reviewer's numbers: the default room's runner-up bin is at 0.9966 of the peak, 0.17 Hz away."""
-    setup = audio.setup_from_config(config.load_config("01_lucier_room", "quick"))
+    setup = audio.lucier_setup(lucier_spec("quick"))
     gap = audio.spectral_gap(setup.room, setup.band)
     assert gap.ratio == pytest.approx(0.9966, abs=1e-4)
     assert abs(gap.f2 - gap.f1) == pytest.approx(setup.room.sample_rate / setup.room.length)  # neighbours
@@ -409,7 +413,7 @@ def test_default_room_mixes_at_its_predicted_rate():
     """The real default room, two very different starts (the voice and white noise), run for two predicted
     mixing times (1760 passes, ~5 s): the fitted rate is the spectral gap's r, so the verdict does not depend on
     where the run stops."""
-    setup = audio.setup_from_config(config.load_config("01_lucier_room", "quick"))
+    setup = audio.lucier_setup(lucier_spec("quick"))
     starts = {"voice": setup.voice, "white noise": np.random.default_rng(23).standard_normal(setup.voice.size)}
     predicted = audio.predicted_mixing_time(setup.room, setup.band)
     rep = audio.multistart_mixing(setup.room, starts, setup.band, n_passes=int(2 * predicted), stride=40)

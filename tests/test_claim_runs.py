@@ -3,12 +3,12 @@ calibration must cover, and the synthetic checks. (The chains themselves run in 
 import numpy as np
 import pytest
 
-from resonance_utils import claim, claim_runs, config
+from resonance_utils import claim, claim_runs, config, specs
 
 
 @pytest.fixture(scope="module")
 def options():
-    return claim_runs.MeasureOptions.from_config(config.load_config("09_claim", "smoke"))
+    return specs.build(specs.ClaimMeasures, config.load_config("09_claim", "smoke"))
 
 
 def test_options_come_from_the_profile_and_reach_every_measure(options):

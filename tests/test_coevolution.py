@@ -6,6 +6,7 @@ unbiased variance, no shrinkage, wrong rate) by many SE at these sample sizes.
 """
 import numpy as np
 import pytest
+from scipy import stats
 
 from resonance_utils import coevolution as CO
 
@@ -104,3 +105,63 @@ def test_bad_inputs_raise_clear_errors():
         CO.run_coevolution(ORIGINAL, 2, case="coupled", n_samples=10, captioner="clip")
     with pytest.raises(ValueError, match="sum to 1"):
         CO.run_coevolution({**ORIGINAL, "probs": np.array([0.5, 0.2, 0.2])}, 2, case="coupled", n_samples=10)
+
+
+# ------------------------------------------------------------------- the tables notebook 07 shows (part 2)
+
+
+def test_caption_weighted_is_the_frequency_weighted_ratio():
+    x = np.arange(12.0).reshape(2, 2, 3)  # (R, G + 1, K)
+    p, tr = np.array([0.5, 0.3, 0.2]), np.array([2.0, 1.0, 4.0])
+    want = np.array([[sum(p[k] * x[r, g, k] for k in range(3)) for g in range(2)] for r in range(2)]) / 2.1
+    np.testing.assert_allclose(CO.caption_weighted(x, p, tr), want, rtol=1e-12)
+
+
+def test_coevolution_rates_rows_recomputed_from_the_chains_and_the_binomial():
+    n, gens, reps = 40, 8, 40
+    original = CO.coevolution_initial(4, 2, zipf=1.0, separation=4.0, seed=1)
+    rates = CO.coevolution_rates(original, n_generations=gens, n_samples=n, n_replicates=reps, captioner="map",
+                                 fresh_fraction=0.25, seed=7, error_samples=5000)
+    t = rates.table
+    assert list(t.columns) == list(CO.RATE_COLUMNS) and len(t) == 18
+    assert list(rates.cases) == ["frozen image, sampled captions", "frozen image, map captioner", "frozen text",
+                                 "coupled", "frozen text + 25% fresh", "coupled + 25% fresh"]
+    p0, tr0 = original["probs"], np.trace(original["covs"], axis1=1, axis2=2)
+    # rho_k = 1 - E[1 / n_k; n_k >= 1], n_k ~ Bin(N, p_k), summed directly over the binomial
+    m = np.arange(1, n + 1)
+    rho = np.array([1 - (stats.binom.pmf(m, n, pk) / m).sum() for pk in p0])
+    np.testing.assert_allclose(rates.rho, rho, rtol=1e-10)
+    # frozen text, diversity at G: the same chains by hand, against sum_k p0_k rho_k^G tr0_k / sum_k p0_k tr0_k
+    res = CO.run_coevolution(original, gens, case="frozen_text", n_samples=n, n_replicates=reps, seed=7)
+    live = (res["traces"] * (res["probs"] > 0))[:, -1]  # (R, K)
+    sim = (live * p0).sum(1) / (tr0 * p0).sum()
+    row = t[(t.quantity == f"image diversity at generation {gens} / generation 0") & (t.case == "frozen text")].iloc[0]
+    assert row.predicted == pytest.approx((p0 * rho**gens * tr0).sum() / (p0 * tr0).sum(), rel=1e-9)
+    assert row.simulated == pytest.approx(sim.mean(), rel=1e-12)
+    assert row.SE == pytest.approx(sim.std() / np.sqrt(reps), rel=1e-9)
+    # frozen image with sampled captions: Wright-Fisher's 1 - 1/N, from the pooled one-step ratios by hand
+    h = 1 - (CO.run_coevolution(original, gens, case="frozen_image", n_samples=n, captioner="sampled",
+                                n_replicates=reps, seed=7)["probs"] ** 2).sum(-1)
+    ratio = (h[:, 1:] / h[:, :-1])[h[:, :-1] > 0]
+    row = t[t.case == "frozen image, sampled captions"].iloc[0]
+    assert row.predicted == 1 - 1 / n and row.simulated == pytest.approx(ratio.mean(), rel=1e-12)
+    # every exact row agrees with its closed form
+    exact = t[t.prediction == "exact"]
+    assert np.all(np.abs(exact.simulated - exact.predicted) < 4.5 * exact.SE), exact
+    captions, images = CO.sample_joint(original, 5000, np.random.default_rng(7))
+    assert rates.caption_error == np.mean(CO.caption_map(images, original) != captions)
+    assert rates.final_diversity["frozen text"] == pytest.approx(sim.mean(), rel=1e-12)
+
+
+def test_coevolution_rates_reject_bad_inputs_by_name():
+    kw = dict(n_generations=2, n_samples=10, n_replicates=2)
+    with pytest.raises(ValueError, match="unknown captioner"):
+        CO.coevolution_rates(ORIGINAL, captioner="clip", **kw)
+    with pytest.raises(ValueError, match="fresh_fraction"):
+        CO.coevolution_rates(ORIGINAL, fresh_fraction=1.5, **kw)
+    with pytest.raises(ValueError, match="n_replicates"):
+        CO.coevolution_rates(ORIGINAL, **{**kw, "n_replicates": 1})
+    with pytest.raises(ValueError, match="n_generations"):
+        CO.coevolution_rates(ORIGINAL, **{**kw, "n_generations": 0})
+    with pytest.raises(ValueError, match="original needs keys"):
+        CO.coevolution_rates({"probs": ORIGINAL["probs"]}, **kw)

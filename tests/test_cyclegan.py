@@ -6,10 +6,13 @@ import pytest
 import torch
 
 from resonance_utils import chain
+from resonance_utils.attractors import pairs_apart
 from resonance_utils.cyclegan import (  # find_attractors: re-exported from attractors (tests/test_attractors.py)
-    CycleStep, NLayerDiscriminator, ResnetGenerator, cycle_map, find_attractors, iterate_map, load_cyclegan,
-    load_official_generator, make_cyclegan, quantize, save_cyclegan, train_cyclegan, translate,
+    CycleStep, cycle_map, find_attractors, iterate_map, load_cyclegan, quantize, save_cyclegan, train_cyclegan,
+    translate,
 )
+from resonance_utils.cyclegan_checkpoints import load_official_generator
+from resonance_utils.cyclegan_networks import NLayerDiscriminator, ResnetGenerator, make_cyclegan
 from resonance_utils.data import to_uint8
 from resonance_utils.store import CacheError
 
@@ -113,6 +116,15 @@ def test_official_checkpoint_loads_with_prefix_and_stale_norm_statistics(tmp_pat
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth"):
         load_official_generator(tmp_path / "junk.pth")
+
+
+def test_cyclegan_re_exports_the_networks_and_the_checkpoint_loader():
+    from resonance_utils import cyclegan, cyclegan_checkpoints, cyclegan_networks
+    for name in cyclegan_networks.__all__:
+        assert getattr(cyclegan, name) is getattr(cyclegan_networks, name), name
+    assert cyclegan.load_official_generator is cyclegan_checkpoints.load_official_generator
+    # the modules a run executes are in the source hash of its cache key
+    assert {"cyclegan", "cyclegan_networks", "cyclegan_checkpoints"} <= set(cyclegan.source_modules())
 
 
 def test_make_cyclegan_is_seeded_with_the_official_init():
@@ -296,9 +308,10 @@ def test_mnist_domains_keep_their_digits_and_renumber_labels():
 
 
 def smoke_cfg(**kw):
-    from resonance_utils import config
+    """The smoke profile's CycleGAN spec, smaller."""
+    from resonance_utils import config, specs
     base = dict(n_train=20, train_steps=3, batch_size=4, n_starts=10, n_cycles=9, device="cpu")
-    return config.load_config("04_cyclegan_attractors", "smoke", **{**base, **kw})
+    return specs.build(specs.CycleGANSpec, config.load_config("04_cyclegan_attractors", "smoke", **{**base, **kw}))
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -306,10 +319,10 @@ def test_trained_model_is_cached_and_runs_resume(monkeypatch):
     from resonance_utils import cyclegan as CG
     from resonance_utils.data import stratified_subset
     cfg = smoke_cfg()
-    model, domains = CG.trained_model(cfg, progress=False)
+    model, domains = CG.trained_model(cfg.model_spec(), progress=False)
     assert set(CG.training_losses(model)) >= {"G", "cycle", "D_A"}
     monkeypatch.setattr(CG, "train_cyclegan", lambda *a, **k: pytest.fail("a cached model was retrained"))
-    again, _ = CG.trained_model(cfg, progress=False)
+    again, _ = CG.trained_model(cfg.model_spec(), progress=False)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters()))
     starts = stratified_subset(domains["a_test"], 10, seed=0)
     short = CG.run_cycles(smoke_cfg(n_cycles=4), model, starts, quantize=True, progress=False)
@@ -322,7 +335,7 @@ def test_trained_model_is_cached_and_runs_resume(monkeypatch):
     # the float chain starts from the same images: its first state is the uint8 start on the 0-1 scale
     assert np.allclose(floats[0], traj[0] / 255, atol=1e-6)
     with pytest.raises(ValueError, match="official_g_ab and official_g_ba"):
-        CG.trained_model(smoke_cfg(official_g_ab="/nowhere/latest_net_G_A.pth"), progress=False)
+        CG.trained_model(smoke_cfg(official_g_ab="/nowhere/latest_net_G_A.pth").model_spec(), progress=False)
 
 
 def test_trajectory_clouds_are_per_cycle_pixels_on_the_unit_scale():
@@ -340,7 +353,7 @@ def test_attractor_run_is_the_run_of_the_configuration():
     from resonance_utils import cyclegan as CG
     from resonance_utils.data import stratified_subset
     cfg = smoke_cfg()
-    model, domains = CG.trained_model(cfg, progress=False)
+    model, domains = CG.trained_model(cfg.model_spec(), progress=False)
     starts, run = CG.attractor_run(cfg, model, domains, progress=False)
     expected = stratified_subset(domains["a_test"], cfg.n_starts, seed=cfg.seed)
     assert np.array_equal(starts.images, expected.images)
@@ -348,3 +361,68 @@ def test_attractor_run_is_the_run_of_the_configuration():
     assert same.run_dir == run.run_dir and same.computed == []  # read back, not recomputed
     other = CG.attractor_run(cfg, model, domains, quantize=not cfg.quantize, progress=False)[1]
     assert other.run_dir != run.run_dir
+
+
+# --------------------------------------------------------------------------- the attractors of a configuration
+def test_data_source_names_the_domains_and_the_kind():
+    from types import SimpleNamespace
+
+    from resonance_utils.cyclegan import data_source
+    cfg = SimpleNamespace(domain_a="mnist:0-4", domain_b="mnist:5-9", official_g_ab="")
+    assert data_source(cfg) == "mnist:0-4 -> mnist:5-9 (real MNIST)"
+    assert data_source(SimpleNamespace(**{**vars(cfg), "official_g_ab": "g.pth"})).endswith("(official generators)")
+    assert data_source(SimpleNamespace(**{**vars(cfg), "domain_a": "/data/horses"})) == \
+        "/data/horses -> mnist:5-9 (image folders)"
+
+
+def test_smoothed_losses_are_window_means_of_the_recorded_losses(tmp_path):
+    from types import SimpleNamespace
+
+    from resonance_utils.cyclegan import smoothed_losses
+    rng = np.random.default_rng(0)
+    losses = {"G": rng.random(230), "cycle": rng.random(230), "D_A": rng.random(40)}
+    np.savez(tmp_path / "losses.npz", **losses)
+    out = smoothed_losses(SimpleNamespace(folder=tmp_path), ("G", "D_A"))
+    assert set(out) == {"G", "D_A"}
+    steps, g = out["G"]  # windows of 230 // 50 = 4 steps
+    assert steps.tolist() == list(range(227))
+    np.testing.assert_allclose(g, [losses["G"][i:i + 4].mean() for i in range(227)], rtol=1e-12)
+    steps, d = out["D_A"]  # 40 steps: windows of one step, the losses themselves
+    assert steps.tolist() == list(range(40)) and np.allclose(d, losses["D_A"])
+    with pytest.raises(FileNotFoundError, match="no recorded losses"):
+        smoothed_losses(SimpleNamespace(folder=None))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_attractor_reports_and_numbers_against_a_recomputation():
+    from resonance_utils import cyclegan as CG
+    cfg = smoke_cfg(n_starts=10, n_cycles=8, max_period=2, tol=0.5)  # a coarse tol: some basins even untrained
+    model, domains = CG.trained_model(cfg.model_spec(), progress=False)
+    starts, runs, reports = CG.attractor_reports(cfg, model, domains, progress=False)
+    assert list(runs) == list(reports) == [cfg.quantize, not cfg.quantize]
+    for q in reports:
+        expected_starts, run = CG.attractor_run(cfg, model, domains, quantize=q, progress=False)
+        assert np.array_equal(starts.images, expected_starts.images) and run.run_dir == runs[q].run_dir
+        again = find_attractors(CG.trajectory(run), tol=cfg.tol, max_period=cfg.max_period)
+        assert np.array_equal(again.labels, reports[q].labels) and again.to_json() == reports[q].to_json()
+
+    traj = CG.trajectory(runs[cfg.quantize])
+    numbers = CG.attractor_numbers(cfg, model, starts, reports, traj)
+    labels = reports[cfg.quantize].labels
+    assert labels.max() >= 0, "the test wants at least one basin"
+    assert numbers["attractors"] == {f"quantize={q}": r.to_json() for q, r in reports.items()}
+    assert numbers["domains"] == [cfg.domain_a, cfg.domain_b] and numbers["official_generators"] is False
+    assert (numbers["n_starts"], numbers["n_cycles"], numbers["tol"]) == (10, 8, 0.5)
+    assert numbers["min_distance_between_basins_last_cycle"] == pairs_apart(traj, labels)
+    assert numbers["training"] == {k: model.info[k] for k in ("seconds", "loss_first", "loss_last")}
+    # the class-by-basin shares, counted start by start
+    sizes = np.bincount(labels[labels >= 0])
+    top = sorted(range(len(sizes)), key=lambda b: (-sizes[b], b))[:10]
+    table = numbers["start_class_by_basin"]
+    assert list(table) == [f"basin {b}" for b in top]
+    for b in top:
+        for k in np.unique(starts.labels):
+            mine = [lab for lab, cls in zip(labels, starts.labels) if cls == k]
+            share = round(sum(lab == b for lab in mine) / len(mine), 4)
+            assert table[f"basin {b}"][f"start class {starts.class_names[k]}"] == share
+

@@ -28,8 +28,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resonance_utils import chain, config, run_notebooks, store
+from resonance_utils import chain, config, publish, run_notebooks, specs, store
 from resonance_utils.store import repo_root
+
+
+def lucier_spec(profile, **changes):
+    return specs.build(specs.LucierSpec, config.load_config("01_lucier_room", profile, **changes))
 
 PY = sys.executable
 
@@ -307,7 +311,7 @@ def test_files_added_after_the_commit_are_recorded_and_checked(tmp_path):
 # --------------------------------------------------------------------------------------------------- manifest
 def outputs_of(stem, figures):
     cfg = config.load_config("01_lucier_room", "smoke")
-    out = store.Outputs(cfg, data_source="test", stem=stem)
+    out = publish.Outputs(cfg, data_source="test", stem=stem)
     out.numbers({"stem": stem})
     return out
 
@@ -324,7 +328,7 @@ def test_a_damaged_manifest_is_moved_aside_and_rebuilt_from_the_notebooks_record
     manifest.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else os.urandom(len(raw)))
     with pytest.warns(store.ManifestWarning, match=r"MANIFEST.json was damaged.*moved aside to "
                                                    r"MANIFEST.json.damaged-.*rebuilt"):
-        out = store.Outputs(config.load_config("01_lucier_room", "smoke"), data_source="test",
+        out = publish.Outputs(config.load_config("01_lucier_room", "smoke"), data_source="test",
                             stem="02_mnist_chains")  # checked when a notebook starts, before its first figure
     assert json.loads(manifest.read_text()) == before, "repaired before any output is written"
     out.numbers({"stem": "02_mnist_chains"})
@@ -384,9 +388,9 @@ def fake_checkout(root: Path, notebooks: dict[str, tuple[str, str]]) -> Path:
 
 
 PROBE = textwrap.dedent('''
-    from resonance_utils import config, store
+    from resonance_utils import config, publish, store
     cfg = config.resolve("{stem}", globals())
-    out = store.Outputs(cfg, data_source="probe")
+    out = publish.Outputs(cfg, data_source="probe")
     out.numbers({{"n_iterations": cfg.n_iterations}})
 ''')
 
@@ -394,7 +398,7 @@ PROBE = textwrap.dedent('''
 def test_skip_stamps_follow_the_figures_and_data_folders_y_x_y(tmp_path, monkeypatch):
     """The issue's sequence: -p n_iterations=30 into Y, plainly into X, plainly into Y: the third run must run
     (the stamp said 'unchanged' while Y held the n_iterations=30 outputs); a new data folder never skips."""
-    stem = "01_probe"
+    stem = "01_lucier_room"  # its parameter class, a probe's body and YAML
     root = fake_checkout(tmp_path / "repo", {stem: (PROBE.format(stem=stem), "n_iterations: 60\n")})
     monkeypatch.setenv("RESONANCE_ROOT", str(root))
     run_notebooks.ensure_kernel()
@@ -520,7 +524,7 @@ def test_an_impulse_response_shorter_than_the_minimum_is_an_error_before_any_pas
 
     rir = tmp_path / "ir.wav"
     sf.write(rir, np.array([0.9], np.float32), 8000)
-    cfg = config.load_config("01_lucier_room", "smoke", rir_path=str(rir))
+    cfg = lucier_spec("smoke", rir_path=str(rir))
     with pytest.raises(ValueError, match=r"rir_path: .*ir.wav holds 1 sample.*at least 10 ms \(80 samples\)"):
         audio.run_lucier(cfg, progress=False)
     assert not (store.data_dir() / "runs").exists(), "stopped before a run folder was made"
@@ -529,14 +533,14 @@ def test_an_impulse_response_shorter_than_the_minimum_is_an_error_before_any_pas
 def test_a_chain_too_short_to_lock_in_is_a_loud_warning_before_it_runs(monkeypatch):
     from resonance_utils import audio
 
-    cfg = config.load_config("01_lucier_room", "smoke", n_iterations=10, voice_seconds=0.5)
+    cfg = lucier_spec("smoke", n_iterations=10, voice_seconds=0.5)
     calls = []
     monkeypatch.setattr(chain, "run_chain", lambda *a, **k: calls.append(1))
     with pytest.warns(audio.LockInWarning, match=r"n_iterations=10 .*not to lock .*Raise n_iterations to at least"):
         audio.run_lucier(cfg, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", audio.LockInWarning)  # the smoke profile's own length does lock in
-        audio.run_lucier(config.load_config("01_lucier_room", "smoke"), progress=False)
+        audio.run_lucier(lucier_spec("smoke"), progress=False)
 
 
 def image_folder(root: Path, classes: dict[str, int], *, garbage: bool = False) -> Path:

@@ -67,3 +67,76 @@ def test_bad_inputs_raise_clear_errors():
         GR.run_gaussian_refit(5, 2, dim=2, cov0=np.eye(3))
     with pytest.raises(ValueError, match="singular"):
         GR.predicted_refit_log_drift(3, dim=3)
+
+
+# ------------------------------------------------------------------- the tables notebook 07 shows (part 1)
+
+
+def rate(table, quantity_start):
+    rows = table[table["quantity"].str.startswith(quantity_start)]
+    assert len(rows) >= 1, f"no row {quantity_start!r} in {table['quantity'].tolist()}"
+    return rows.iloc[0]
+
+
+def test_refit_rates_rows_recomputed_from_the_chains_and_the_closed_forms():
+    n, gens, dim, reps = 10, 30, 3, 3000
+    rates = GR.refit_rates(n_samples=n, n_generations=gens, dim=dim, n_replicates=reps, seed=5)
+    t = rates.table
+    assert list(t.columns) == ["quantity", "case", "predicted", "simulated", "SE", "prediction"]
+    assert len(t) == 7 + dim
+    # the same chains by hand: seed for 1-D, seed + 1 for d-D
+    var = np.array([s["covs"][:, 0, 0] for s in GR.run_gaussian_refit(n, gens, n_replicates=reps, seed=5).states])
+    covs = np.stack([s["covs"] for s in GR.run_gaussian_refit(n, gens, dim=dim, n_replicates=reps, seed=6).states])
+    np.testing.assert_array_equal(rates.variance, var)
+    ratio = var[1:] / var[:-1]
+    row = rate(t, "variance factor")
+    assert row.predicted == (n - 1) / n
+    assert row.simulated == pytest.approx(ratio.mean(), rel=1e-12)
+    assert row.SE == pytest.approx(ratio.std() / np.sqrt(ratio.size), rel=1e-12)
+    # E sigma^2_n at n = min(N, G) = 10: ((N - 1)/N)^n, and the simulation within 4.5 SE of it
+    row = rate(t, "E sigma^2_n")
+    assert row.quantity.endswith("n = 10") and row.predicted == pytest.approx(0.9**10, rel=1e-12)
+    assert row.simulated == pytest.approx(var[10].mean(), rel=1e-12)
+    assert abs(row.simulated - row.predicted) < 4.5 * row.SE
+    # the mean's wander at G, from the d-D means: tr S_0 (1 - ((N-1)/N)^G) / tr S_0
+    means = np.stack([s["means"] for s in GR.run_gaussian_refit(n, gens, dim=dim, n_replicates=reps,
+                                                                  seed=6).states])
+    wander = (means[-1] ** 2).sum(1) / dim
+    row = rate(t, "E|mean_G")
+    assert row.predicted == pytest.approx(1 - 0.9**gens, rel=1e-12)
+    assert row.simulated == pytest.approx(wander.mean(), rel=1e-12)
+    assert abs(row.simulated - row.predicted) < 4.5 * row.SE
+    # Lyapunov exponent 1: slope of the largest log-eigenvalue over the second half, replicate by replicate
+    top = np.array([[np.linalg.eigvalsh(c)[-1] for c in covs[g]] for g in (gens // 2, gens)])
+    row = rate(t, "Lyapunov exponent 1")
+    assert row.simulated == pytest.approx(np.mean(np.log(top[1] / top[0]) / (gens - gens // 2)), rel=1e-9)
+    # the exact rows agree with their closed forms (the spreads carry no SE)
+    exact = t[(t.prediction == "exact") & t.SE.notna()]
+    assert np.all(np.abs(exact.simulated - exact.predicted) < 4.5 * exact.SE), exact
+    assert rates.lyapunov == pytest.approx(GR.predicted_refit_lyapunov(n, dim=dim))
+
+
+def test_refit_patterns_table_is_the_taxonomy_of_the_chosen_clouds():
+    res = GR.run_gaussian_refit(10, 60, dim=4, n_replicates=2, seed=2)
+    out = GR.refit_patterns(res, replicate=1, n_points=300, every=15, seed=3)
+    assert out.generations == [0, 15, 30, 45, 60]
+    clouds = GR.refit_clouds(res, replicate=1, n_points=300, generations=[0, 15, 30, 45, 60], seed=3)
+    np.testing.assert_array_equal(out.clouds[-1], clouds[-1])
+    want = geometry.classify_trajectory(clouds, window=3)
+    assert out.table["pattern"].tolist() == [p.pattern for p in want] + [out.whole.pattern]
+    assert out.table["from generation"].tolist() == [0, 15, 30, 0] and out.table["to generation"].tolist()[-1] == 60
+    # the whole run's log variance ratio, straight from the first and last cloud
+    ratio = np.log(geometry.total_variance(clouds[-1]) / geometry.total_variance(clouds[0]))
+    assert out.table["log variance ratio"].iloc[-1] == pytest.approx(ratio, rel=1e-9)
+    assert ratio < 0 and out.whole.global_axis == "contraction"
+
+
+def test_refit_tables_reject_bad_inputs_by_name():
+    with pytest.raises(ValueError, match="n_samples=4 points in dim=4"):
+        GR.refit_rates(n_samples=4, dim=4, n_generations=3, n_replicates=10)
+    with pytest.raises(ValueError, match="n_generations"):
+        GR.refit_rates(n_samples=5, dim=1, n_generations=0, n_replicates=10)
+    with pytest.raises(ValueError, match="n_replicates"):
+        GR.refit_rates(n_samples=5, dim=1, n_generations=3, n_replicates=1)
+    with pytest.raises(ValueError, match="every"):
+        GR.refit_patterns(GR.run_gaussian_refit(5, 4, dim=2, n_replicates=1), every=0)

@@ -27,6 +27,29 @@ def test_spectrum_and_total_variance_match_numpy_covariance():
     assert few.shape == (10,) and np.all(few[3:] == 0) and np.all(few[:3] > 0)
 
 
+def test_principal_axes_match_the_covariance_eigenvectors():
+    """Against eigh of the covariance: the same axes up to sign, variances = singular values^2 / (n - 1)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((150, 5)) @ np.diag([5.0, 3.0, 2.0, 1.0, 0.5]) @ special_ortho_group.rvs(5, random_state=4)
+    mean, axes, sv = G.principal_axes(x, 3)
+    w, v = np.linalg.eigh(np.cov(x, rowvar=False))
+    ref = v[:, np.argsort(w)[::-1]].T
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-12)
+    assert axes.shape == (3, 5) and sv.shape == (5,)
+    np.testing.assert_allclose(np.abs(np.sum(axes * ref[:3], axis=1)), 1.0, atol=1e-9)  # same axes, any sign
+    np.testing.assert_allclose(sv ** 2 / (len(x) - 1), np.sort(w)[::-1], rtol=1e-9)
+    assert G.principal_axes(x)[1].shape == (5, 5) and G.principal_axes(x[:3])[1].shape == (3, 5)
+    # a given centre: the directions of x's scatter about that point, not about x's own mean
+    centre = x.mean(0) + np.array([10.0, 0, 0, 0, 0])
+    c, axes_c, _ = G.principal_axes(x, 1, mean=centre)
+    assert np.array_equal(c, centre)
+    scatter = (x - centre).T @ (x - centre)
+    top = np.linalg.eigh(scatter)[1][:, -1]
+    assert abs(axes_c[0] @ top) == pytest.approx(1.0, abs=1e-9)
+    with pytest.raises(ValueError, match="rows"):
+        G.principal_axes(x[0])
+
+
 def test_participation_ratio_and_anisotropy_closed_forms():
     rng = np.random.default_rng(1)
     iso = rng.standard_normal((4000, 10))

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from resonance_utils import config, image_chains
+from resonance_utils import config, image_chains, specs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,7 +27,7 @@ def classifier():
 def tiny(**kw):
     base = dict(n_generations=2, samples_per_generation=20, base_steps=6, finetune_steps=2, batch_size=10,
                 ddim_steps=3, device="cpu")
-    return config.load_config("02_mnist_chains", "smoke", **{**base, **kw})
+    return specs.build(specs.DiffusionChainSpec, config.load_config("02_mnist_chains", "smoke", **{**base, **kw}))
 
 
 @pytest.mark.parametrize("setting", image_chains.SETTINGS)
@@ -70,8 +70,8 @@ def test_latent_feedback_keeps_trajectory_labels(mnist, classifier):
 
 
 def test_regime_and_retrain_change_the_run_key(mnist, classifier):
-    a = image_chains.run_image_chain(tiny(n_generations=0), "label_guided", mnist, classifier, progress=False)
-    b = image_chains.run_image_chain(tiny(n_generations=0, regime="accumulate"), "label_guided", mnist, classifier,
+    a = image_chains.run_image_chain(tiny(n_generations=1), "label_guided", mnist, classifier, progress=False)
+    b = image_chains.run_image_chain(tiny(n_generations=1, regime="accumulate"), "label_guided", mnist, classifier,
                                      progress=False)
     assert a.run_dir != b.run_dir
 
@@ -83,7 +83,7 @@ def test_bad_settings(mnist, classifier):
         image_chains.run_image_chain(tiny(), "cyclegan", mnist, classifier, progress=False)
     with pytest.raises(config.ConfigError, match="retrain"):
         image_chains.run_image_chain(tiny(retrain="warm"), "label_guided", mnist, classifier, progress=False)
-    with pytest.raises(ValueError, match="unknown regime"):
+    with pytest.raises(config.ConfigError, match="'regime' must be one of"):
         image_chains.run_image_chain(tiny(regime="keep"), "label_guided", mnist, classifier, progress=False)
 
 
@@ -139,7 +139,30 @@ def test_a_given_start_enters_the_key_and_generation_one_trains_on_it(mnist, cla
 
 def test_imagenet5_inputs_follow_the_configuration():
     cfg = config.load_config("03_imagenet_chains", "smoke", classifier_epochs=1)
-    real, classifier, name, note = image_chains.imagenet5_inputs(cfg)
+    real, classifier, name, note = image_chains.imagenet5_inputs(specs.build(specs.ImagenetDataSpec, cfg), seed=cfg.seed,
+                                                                 samples_per_generation=cfg.samples_per_generation)
     assert "stand-in" in real.source and real.images.shape[1:] == (cfg.resolution, cfg.resolution, 3)
     assert np.bincount(real.labels).tolist() == [cfg.n_per_class] * 5
     assert classifier.resolution == cfg.resolution and "generation-0" in name and note.startswith("held-out")
+
+
+def test_a_swapped_classifier_recomputes_the_chains_stored_retention(mnist, classifier):
+    """The chain stores the classifier's verdicts (class retention, entropies, features) with every generation, so
+    the classifier is part of its key: another classifier gets another run folder, scored by that classifier,
+    not the first one's numbers read back."""
+    import torch
+
+    from resonance_utils.features import MnistClassifier, classify
+
+    spec = tiny(n_generations=1)
+    first = image_chains.run_image_chain(spec, "label_guided", mnist, classifier, progress=False)
+    torch.manual_seed(1)
+    other = MnistClassifier().eval()
+    second = image_chains.run_image_chain(spec, "label_guided", mnist, other, progress=False)
+    assert second.run_dir != first.run_dir and second.computed == [0, 1]
+    for result, clf in ((first, classifier), (second, other)):
+        for g, state in enumerate(result.states):
+            own = float((classify(clf, state["images"]).argmax(1) == state["labels"]).mean())
+            assert result.metrics[g]["class_retention"] == pytest.approx(own)
+    again = image_chains.run_image_chain(spec, "label_guided", mnist, classifier, progress=False)
+    assert again.run_dir == first.run_dir and again.computed == []

@@ -473,3 +473,13 @@ def test_equal_count():
     assert M._equal_count(None, (5, 9)) == 5
     with pytest.raises(ValueError, match="n must be an integer"):
         M._equal_count(2.5, (5, 9))
+
+
+# ---------------------------------------------------------------------------------------------- input checks
+def test_check_choice_accepts_only_the_listed_strings():
+    M.check_choice("kid", ("fid", "kid"), "metric")
+    M.check_choice("a", {"a": 1, "b": 2}, "case")  # a mapping: its keys
+    for bad in ("fld", None, 1, ("fid",), ["fid"]):
+        with pytest.raises(ValueError, match=r"unknown metric .*; choose one of \['fid', 'kid'\]"):
+            M.check_choice(bad, ("fid", "kid"), "metric")
+

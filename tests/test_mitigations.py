@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from resonance_utils import config, image_chains, mitigations
+from resonance_utils import config, image_chains, mitigations, specs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,7 +46,7 @@ def test_bad_mitigation_inputs():
     with pytest.raises(ValueError, match="rows"):
         mitigations.select_self_verified(labelled(3), np.eye(2), 0.5)
     with pytest.raises(ValueError, match="unknown mitigation 'dropout'"):
-        mitigations.chain_setup("dropout", None, None)
+        mitigations.chain_setup("dropout", None, fresh_fraction=0.2, keep_fraction=0.5, verify_threshold=0.9)
 
 
 def test_hook_runs_in_the_chain_and_changes_the_key():
@@ -55,8 +55,9 @@ def test_hook_runs_in_the_chain_and_changes_the_key():
 
     real = load_mnist("test")
     clf = MnistClassifier().eval()
-    cfg = config.load_config("02_mnist_chains", "smoke", n_generations=2, samples_per_generation=20, base_steps=4,
-                             finetune_steps=2, batch_size=10, ddim_steps=2, device="cpu")
+    cfg = specs.build(specs.DiffusionChainSpec, config.load_config(
+        "02_mnist_chains", "smoke", n_generations=2, samples_per_generation=20, base_steps=4, finetune_steps=2,
+        batch_size=10, ddim_steps=2, device="cpu"))
     seen = []
 
     def hook(data, rng):

@@ -221,3 +221,137 @@ def test_bad_inputs_raise_clear_errors():
         RD.limit_mixture(DATA_1D, 0.1, real_fraction=0.0, output="rescaled")
     with pytest.raises(ValueError, match="parameter 'means'"):
         RD.parse_points("means", "1, 2; 3", 2)
+
+
+# ------------------------------------------------------------------------- the tables notebook 06 shows
+
+
+FINE = np.linspace(-9.0, 9.0, 12001)
+
+
+def l1_on_fine_grid(p, q):
+    """int |p - q| by the trapezoid rule on a fixed grid of its own (not density_grid's); p, q mixtures or their
+    densities on FINE."""
+    p, q = (m.pdf(FINE[:, None]) if isinstance(m, RD.GaussianMixture) else m for m in (p, q))
+    return float(np.trapezoid(np.abs(p - q), FINE))
+
+
+def model_after(n, lam, delta, data=DATA_1D):
+    """model_n of the exact chain from the data, unrolled: sum_{j<n} lam (1-lam)^j P_{j delta} data + (1-lam)^n
+    P_{n delta} data, every P_t written out as means e^-t m and covariances e^-2t S + (1 - e^-2t) I."""
+    parts = [(lam * (1 - lam) ** j, j * delta) for j in range(n)] + [((1 - lam) ** n, n * delta)]
+    w = np.concatenate([wt * data.weights for wt, _ in parts])
+    m = np.concatenate([np.exp(-t) * data.means for _, t in parts])
+    c = np.concatenate([np.exp(-2 * t) * data.covs + (1 - np.exp(-2 * t)) for _, t in parts])
+    keep = w > 0
+    return RD.GaussianMixture(w[keep] / w[keep].sum(), m[keep], c[keep])
+
+
+@pytest.fixture(scope="module")
+def small_study():
+    far = RD.isotropic_mixture([1.0], [-3.0], [0.2])
+    return RD.convergence_study(DATA_1D, delta=0.2, real_fraction=0.3, n_generations=12, compare_fractions=(0.0, 0.6),
+                                initial=far, n_samples=400, n_components=3, em_iterations=20, n_steps=20,
+                                grid_points=800, seed=1)
+
+
+def test_convergence_study_rows_against_an_unrolled_chain_on_another_grid(small_study):
+    s, t = small_study, small_study.table
+    assert t["real fraction lam"].tolist() == [0.0, 0.3, 0.6] and s.fractions == [0.0, 0.3, 0.6]
+    np.testing.assert_allclose(t["predicted factor (1-lam) e^-delta"], (1 - t["real fraction lam"]) * np.exp(-0.2))
+    limit = model_after(150, 0.3, 0.2).pdf(FINE[:, None])  # 0.7^150 ~ 1e-23: the unrolled sum is the limit
+    for lam, row in zip(s.fractions, t.itertuples(index=False)):
+        if lam > 0:  # lam = 0: the limit is N(0, 1)
+            assert l1_on_fine_grid(s.limits[lam], model_after(150, lam, 0.2)) < 1e-8
+        end = l1_on_fine_grid(model_after(12, lam, 0.2), s.limits[lam])
+        assert row[4] == pytest.approx(end, rel=1e-3, abs=1e-9), (lam, row[4], end)
+        assert row[3] == pytest.approx(l1_on_fine_grid(s.limits[lam], DATA_1D), rel=1e-3)
+    assert t.columns[4] == "L1(model_12, limit)"
+    # the L1 factor is tail_factor of the distances, which decay geometrically: ratio of the last two, roughly
+    d = np.array([l1_on_fine_grid(model_after(n, 0.3, 0.2), limit) for n in range(13)])
+    assert t.iloc[1, 2] == pytest.approx(d[-1] / d[-2], rel=0.05)
+    # the far start forgets where it began; the fitted chain ends near the limit, far below where it started
+    assert s.distance_from_initial[0] > 1.5 and s.distance_from_initial[-1] < 0.05 * s.distance_from_initial[0]
+    assert s.distance_fitted[-1] < 0.5 * s.distance_fitted[0]
+
+
+def test_convergence_study_sampler_outputs_are_the_early_stopped_fitted_model(small_study):
+    outs = small_study.sampler_outputs([0, 12], n=4000, seed=2)
+    assert set(outs) == {0, 12} and outs[0].shape == (4000, 1)
+    # generation 0 is the data, so its sampler returns the data shrunk by e^-delta and smoothed
+    assert_moments_match(outs[0], RD.early_stop_map(DATA_1D, 0.2), 2)
+
+
+def test_hermite_study_rows_against_numpy_hermite_polynomials(small_study):
+    lam, delta, order, chains, n = 0.3, 0.2, 4, 2, 3000
+    h = RD.hermite_study(small_study, max_order=order, memorising_chains=chains, memorising_samples=n, seed=3)
+    t = h.table
+    assert t["order k"].tolist() == [1, 2, 3, 4]
+    k = np.arange(1, order + 1)
+    np.testing.assert_allclose(t["predicted factor (1-lam) e^-k delta"], (1 - lam) * np.exp(-k * delta), rtol=1e-12)
+    # the exact chain's deviation decays exactly at the predicted factor; the limit's gain is the filter's
+    np.testing.assert_allclose(t["exact chain"], t["predicted factor (1-lam) e^-k delta"], rtol=1e-6)
+    np.testing.assert_allclose(t["closed-form limit gain"], lam / (1 - (1 - lam) * np.exp(-k * delta)), rtol=1e-8)
+    # the memorising columns by hand: numpy's He_k, deviations from the limit's moments, least squares through 0
+    c_lim = RD.hermite_moments(small_study.limit, order)
+    c_data = RD.hermite_moments(DATA_1D, order)
+    moments = np.array([[np.polynomial.hermite_e.hermevander(x[:, 0], order).mean(0) for x in
+                         RD.run_empirical_diffusion_chain(DATA_1D, RD.delta_schedule(delta, 12), n_samples=n,
+                                                          real_fraction=lam, seed=3 + r).states]
+                        for r in range(chains)])  # (R, G + 1, order + 1)
+    dev = moments - c_lim
+    for i, kk in enumerate(k):
+        x, y = dev[:, :-1, kk].ravel(), dev[:, 1:, kk].ravel()
+        assert t["memorising chains"].iloc[i] == pytest.approx(np.linalg.lstsq(x[:, None], y)[0][0], rel=1e-8)
+        assert t["memorising gain (2nd half)"].iloc[i] == pytest.approx(moments[:, 6:, kk].mean() / c_data[kk],
+                                                                         rel=1e-8)
+    np.testing.assert_allclose(h.deviation_memorising, dev, rtol=1e-8, atol=1e-10)
+    assert h.max_order == order and h.noise_floor.shape == (order + 1,)
+
+
+def test_annealing_study_against_the_ou_semigroup_and_the_limit():
+    delta0, gens = 0.1, 60
+    a = RD.annealing_study(DATA_1D, delta0=delta0, n_generations=gens, fractions=(0.3, 0.0), grid_points=800)
+    assert a.fractions == [0.0, 0.3] and set(a.final) == {f"lam={f}, {k}" for f in (0.0, 0.3) for k in RD.SCHEDULES}
+    # lam = 0: the chain is the OU process run for sum delta_n, so its end is P_D data with D that sum
+    for kind in RD.SCHEDULES:
+        D = RD.delta_schedule(delta0, gens, kind=kind).sum()
+        want = l1_on_fine_grid(RD.early_stop_map(DATA_1D, D), DATA_1D)
+        assert a.final[f"lam=0.0, {kind}"] == pytest.approx(want, rel=2e-3), kind
+    # the summable schedule's limit D = delta0 pi^2 / 6, which 60 generations nearly reach
+    assert a.summable_limit == pytest.approx(a.final["lam=0.0, inverse_square"], rel=0.02)
+    # lam > 0, constant delta: the chain reaches the closed-form limit (0.7^60 ~ 5e-10 left)
+    assert a.constant_limit[0.3] == pytest.approx(a.final["lam=0.3, constant"], rel=1e-6)
+    assert set(a.constant_limit) == {0.3}
+
+
+def test_mixture_from_params_reads_the_notebook_parameters():
+    params = {"data_1d_weights": "0.5, 0.3, 0.2", "data_1d_means": "-1.0, 1.5, 3.0", "data_1d_stds": "0.3, 0.4, 0.3",
+              "d2_weights": "0.6, 0.4", "d2_means": "-1, 0.5; 1.2, -0.3", "d2_stds": "0.5, 0.2"}
+    m = RD.mixture_from_params(params)
+    for got, want in zip((m.weights, m.means, m.covs), (DATA_1D.weights, DATA_1D.means, DATA_1D.covs)):
+        np.testing.assert_array_equal(got, want)
+    m2 = RD.mixture_from_params(params, prefix="d2", dim=2)
+    np.testing.assert_array_equal(m2.means, [[-1.0, 0.5], [1.2, -0.3]])
+    np.testing.assert_allclose(m2.covs[1], 0.2**2 * np.eye(2), rtol=1e-15)
+
+
+def test_notebook_tables_reject_bad_inputs_by_name(small_study):
+    with pytest.raises(ValueError, match="real_fraction"):
+        RD.convergence_study(DATA_1D, real_fraction=1.5, n_generations=2)
+    with pytest.raises(ValueError, match="compare_fractions"):
+        RD.convergence_study(DATA_1D, compare_fractions=(2.0,), n_generations=2)
+    with pytest.raises(ValueError, match="grid_points"):
+        RD.convergence_study(DATA_1D, n_generations=1, n_samples=20, n_steps=2, em_iterations=1, grid_points=1)
+    with pytest.raises(ValueError, match="max_order"):
+        RD.hermite_study(small_study, max_order=0)
+    with pytest.raises(ValueError, match="memorising_chains"):
+        RD.hermite_study(small_study, memorising_chains=0)
+    with pytest.raises(ValueError, match="give both points and cell"):
+        RD.annealing_study(DATA_1D, points=np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="fractions"):
+        RD.annealing_study(DATA_1D, fractions=(-0.1,), n_generations=2)
+    with pytest.raises(ValueError, match="data_1d_stds"):
+        RD.mixture_from_params({"data_1d_weights": "1", "data_1d_means": "0"})
+    with pytest.raises(ValueError, match="'data_1d_means'"):
+        RD.mixture_from_params({"data_1d_weights": "1", "data_1d_means": "zero", "data_1d_stds": "1"})

@@ -40,22 +40,6 @@ def test_inputs_hash_follows_notebook_params_and_overrides():
     assert a != run_notebooks.inputs_hash("01_lucier_room", "smoke", {"n_iterations": 3})
 
 
-def test_inputs_hash_follows_the_parameters_of_chains_a_notebook_reads(tmp_path, monkeypatch):
-    """05 reads 02's chains: editing 02's YAML must rerun 05, not skip it with stale figures."""
-    import shutil
-
-    from resonance_utils import config
-
-    root = tmp_path / "repo"
-    shutil.copytree(config.params_dir(), root / "params")
-    shutil.copytree(run_notebooks.notebooks_dir(), root / "notebooks")
-    monkeypatch.setenv("RESONANCE_ROOT", str(root))
-    before = run_notebooks.inputs_hash("05_drift_geometry", "quick", {})
-    yml = root / "params" / "02_mnist_chains" / "quick.yaml"
-    yml.write_text(yml.read_text().replace("n_generations: 5", "n_generations: 6"))
-    assert run_notebooks.inputs_hash("05_drift_geometry", "quick", {}) != before
-
-
 def test_second_run_skips_and_force_reruns(tmp_path, monkeypatch):
     """One real papermill execution (smoke, a few passes), then a skip, then a failure that names its log."""
     monkeypatch.setenv("RESONANCE_FIGURES_DIR", str(tmp_path / "figures"))
@@ -80,21 +64,22 @@ def test_ready_waits_only_for_selected_dependencies():
     assert run_notebooks.ready(["05"], set(), ["05"], deps) == ["05"]  # --only 05: read 02's cached chains
 
 
-def test_declared_dependencies_cover_every_notebook_that_reads_another():
-    """A notebook that loads another notebook's parameters reads (or recomputes) that notebook's results, so
-    --jobs must run it after that one: read the dependencies off the notebooks' own code."""
+def test_the_run_order_follows_what_each_notebook_reads():
+    """A notebook reads another's results only through records.read, which refuses an undeclared producer; the
+    run order is derived from the same declarations. Every notebook that reads another declares it, and no
+    notebook reaches another through its parameters (config.load_config of another notebook)."""
     import re
 
     import nbformat
 
-    deps = run_notebooks.DEPENDENCIES
+    deps = run_notebooks.declared_dependencies()
     stems = run_notebooks.list_notebooks()
     for stem in stems:
         nb = nbformat.read(run_notebooks.notebooks_dir() / f"{stem}.ipynb", 4)
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-        reads = {m for m in re.findall(r'load_config\(\s*"([0-9]{2}_[a-z_]+)"', code)} & set(stems)
-        reads -= {"05_drift_geometry"}  # 03 and 09 read 05's thresholds, not its results
-        assert reads <= set(deps.get(stem, [])), f"{stem} reads {sorted(reads)} but declares {deps.get(stem)}"
+        reads = set(re.findall(r'records\.read\(\s*cfg,\s*"([0-9]{2}_[a-z_]+)"', code))
+        assert reads == set(deps.get(stem, {})), f"{stem} reads {sorted(reads)} but declares {deps.get(stem)}"
+        assert "load_config(" not in code, f"{stem} loads a notebook's parameters: read its record instead"
     assert all(d in stems for ds in deps.values() for d in ds)
 
 
@@ -236,7 +221,7 @@ def test_dependencies_follow_the_consumers_switches():
     assert {"02_mnist_chains", "04_cyclegan_attractors"} <= set(quick["09_claim"])
     on = run_notebooks.resolved_dependencies("quick", {"09_claim": {"include_imagenet": True}})
     assert "03_imagenet_chains" in on["09_claim"]
-    assert quick["08_mitigations"] == ["02_mnist_chains"]
+    assert quick["08_mitigations"] == ["02_mnist_chains", "05_drift_geometry"]  # 05: its thresholds
 
 
 def test_schedule_starts_what_others_wait_on_first():

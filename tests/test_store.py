@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from resonance_utils import config, store
+from resonance_utils import config, publish, store
 
 
 def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
@@ -63,7 +63,7 @@ def test_outputs_write_files_and_the_manifest(isolated_dirs):
     import pandas as pd
 
     cfg = config.load_config("01_lucier_room", "smoke")
-    out = store.Outputs(cfg, data_source="synthetic test", feature_network="none")
+    out = publish.Outputs(cfg, data_source="synthetic test", feature_network="none")
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     out.figure(fig, "demo")
