@@ -49,8 +49,10 @@ def write(outputs, chains: dict | None = None, *, load=None) -> Path:
             raise ValueError(f"chain {name!r} has no run folder: only cached chains can be recorded")
         entries[name] = {"run_dir": Path(result.run_dir).resolve().relative_to(store.data_dir().resolve()).as_posix(),
                          "generations": len(result) - 1, "load": _loader_name(load or load_arrays)}
+    # JSON files are written with sorted keys: the order of the chains (the notebook's settings) is kept apart
     return store.write_json(path, {"format": FORMAT, "notebook": cfg.notebook, "profile": cfg.profile,
-                                   "params": cfg.to_json(), "chains": entries, "run_id": outputs.run_id,
+                                   "params": cfg.to_json(), "chains": entries, "chain_order": list(entries),
+                                   "run_id": outputs.run_id,
                                    "git_commit": outputs._commit, "created": store._now()})
 
 
@@ -117,8 +119,10 @@ def read(cfg, producer: str) -> Record:
         raise MissingRecord(f"{path} holds parameters this version of {producer} does not accept ({e}): rerun "
                             f"{producer} (./run_all.sh --only {producer} --profile {cfg.profile} --force)") from None
     _READ.setdefault(cfg.notebook, {})[producer] = str(rec.get("run_id"))
+    chains = rec.get("chains") or {}
+    order = [n for n in rec.get("chain_order", []) if n in chains] + sorted(set(chains) - set(rec.get("chain_order", [])))
     return Record(notebook=producer, profile=cfg.profile, params=Config(producer, cfg.profile, params),
-                  chains=rec.get("chains") or {}, path=path, run_id=str(rec.get("run_id")))
+                  chains={n: chains[n] for n in order}, path=path, run_id=str(rec.get("run_id")))
 
 
 def read_by(consumer: str) -> dict[str, str]:

@@ -85,3 +85,13 @@ def test_a_consumers_outputs_name_the_producer_runs_they_were_made_from():
     entry = store.read_manifest(out.dir)["05_drift_geometry.json"]
     assert entry["read"] == {"02_mnist_chains": rec.run_id}
     assert entry["params"]["fid_n"] == consumer.fid_n
+
+
+def test_the_chains_come_back_in_the_order_the_producer_ran_them():
+    cfg = config.load_config("02_mnist_chains", "smoke")
+    step = lambda x, ctx: x + 1  # noqa: E731
+    results = {name: chain.run_chain(step, np.zeros(2), 1, run_dir=store.data_dir() / "runs" / name / "k",
+                                     progress=False) for name in ("latent_feedback", "label_guided", "unconditional")}
+    records.write(publish.Outputs(cfg, data_source="test"), results)
+    rec = records.read(config.load_config("09_claim", "smoke"), "02_mnist_chains")
+    assert list(rec.chains) == ["latent_feedback", "label_guided", "unconditional"]  # not sorted
