@@ -643,7 +643,9 @@ def run_time_records() -> tuple[dict[str, dict], list[str]]:
 
     records, notes = {}, []
     for profile in config.PROFILES:
-        path = run_notebooks.build_dir(profile) / "last_run.json"
+        path = run_notebooks.build_dir(profile) / "last_full_run.json"  # kept when a partial run follows
+        if not path.exists():
+            path = run_notebooks.build_dir(profile) / "last_run.json"
         if not path.exists():
             continue
         try:
@@ -651,7 +653,7 @@ def run_time_records() -> tuple[dict[str, dict], list[str]]:
             if not isinstance(rec, dict) or not isinstance(rec.get("notebooks"), dict):
                 raise ValueError("not a run record")
         except (OSError, ValueError) as e:
-            notes.append(f"{profile}, build/{profile}/last_run.json is unreadable ({e}).")
+            notes.append(f"{profile}, build/{profile}/{path.name} is unreadable ({e}).")
             continue
         if rec.get("all_notebooks"):
             records[profile] = rec

@@ -612,8 +612,9 @@ def _worker(stem: str, profile: str, overrides_json: str, force: bool, result: s
 
 def write_run_times(profile: str, selected: list[str], results: dict, wall_s: float, *, jobs: int,
                     force: bool) -> Path:
-    """build/<profile>/last_run.json: what a finished run (not an interrupted one) measured, for README's table of
-    run times (python -m benchmarks.run --runtimes-readme). results: {stem: (status, seconds, message)}."""
+    """build/<profile>/last_run.json: what a finished run (not an interrupted one) measured, and, for a run of every
+    notebook, last_full_run.json too, for README's table of run times (python -m benchmarks.run
+    --runtimes-readme). results: {stem: (status, seconds, message)}."""
     import platform
 
     from .runtime import describe_device
@@ -623,13 +624,16 @@ def write_run_times(profile: str, selected: list[str], results: dict, wall_s: fl
         model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                       if ln.startswith("model name")), model)
     gpus = gpu_ids()
-    return store.write_json(build_dir(profile) / "last_run.json", {
+    record = {
         "profile": profile, "finished": store._now(), "wall_s": round(wall_s, 1), "jobs": jobs,
         "cpu": f"{model}, {os.cpu_count()} cores", "gpu": describe_device("cuda") if gpus else None,
         "git_commit": store.git_commit(), "selected": list(selected),
         "all_notebooks": set(selected) == set(list_notebooks()), "force": bool(force),
         "notebooks": {s: {"status": results[s][0], "seconds": round(float(results[s][1]), 1)}
-                      for s in selected if s in results}})
+                      for s in selected if s in results}}
+    if record["all_notebooks"]:  # a later --only run replaces last_run.json, not the last run of everything
+        store.write_json(build_dir(profile) / "last_full_run.json", record)
+    return store.write_json(build_dir(profile) / "last_run.json", record)
 
 
 def main(argv=None) -> int:

@@ -51,7 +51,8 @@ def test_write_run_times_records_every_field(fake_root):
     path = run_notebooks.write_run_times("quick", ["01_fake_ok", "02_fake_fail"], results, 15.55, jobs=2,
                                          force=True)
     assert path == fake_root / "build" / "quick" / "last_run.json"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["last_run.json"]  # atomic: no temporary left
+    # atomic: no temporary left; a run of every notebook is kept apart too
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last_full_run.json", "last_run.json"]
     rec = json.loads(path.read_text())
     assert set(rec) == FIELDS
     assert rec["profile"] == "quick" and rec["wall_s"] == 15.6 and rec["jobs"] == 2 and rec["force"] is True
@@ -66,6 +67,8 @@ def test_write_run_times_records_every_field(fake_root):
     rec = json.loads(run_notebooks.write_run_times("quick", ["01_fake_ok"], {"01_fake_ok": run_notebooks.SKIPPED},
                                                    0.4, jobs=1, force=False).read_text())
     assert rec["all_notebooks"] is False and rec["notebooks"] == {"01_fake_ok": {"status": "skipped", "seconds": 0.0}}
+    full = json.loads((path.parent / "last_full_run.json").read_text())
+    assert full["all_notebooks"] is True and full["wall_s"] == 15.6, "the partial run left the full run's record"
 
 
 def cli(root, *args):
