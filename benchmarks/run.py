@@ -2,6 +2,7 @@
 
     python -m benchmarks.run [--device cpu|cuda|auto] [--quick] [--readme]
     python -m benchmarks.run --runtimes-readme     (only README's table of measured run times; no benchmark)
+    python -m benchmarks.run --parts latent        (issue 15: a latent-space generation at 2N beside the pixel one at N)
     python benchmarks/run.py ...
 
 For the MNIST diffusion UNet (the configuration of params/02_mnist_chains: quick.yaml on the CPU, paper.yaml on a
@@ -545,13 +546,95 @@ def bench_compile(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[dict
     return rows
 
 
+TINY_AUTOENCODER = dict(block_channels=(8, 8, 8), norm_groups=4)
+
+
+def bench_latent(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[dict]:
+    """Issue 15's cost bar, side by side in one run: the MNIST retraining chain's generation in the latent space of
+    an autoencoder (latent.AutoencoderSpec's defaults, 28x28 -> 7x7x4; the one-level latent.LATENT_UNET) at twice
+    the profile's N, against today's pixel generation at N (the profile's UNet), with the profile's fine-tuning
+    steps, batch, DDIM steps and guidance for both. Here 'project' is the latent path and 'baseline' the pixel
+    one. The latent path's numbers include what it adds: encoding the training set (train_diffusion encodes it
+    up front) and decoding every sample. The weights are untrained (the speed does not depend on them)."""
+    from resonance_utils import diffusion, latent
+
+    cfg = unet_config(sz["profile"], tiny)
+    batch, lr, ema = cfg["batch_size"], cfg["lr"], cfg["ema_decay"] or None
+    if tiny:
+        batch = 8
+    gen_n, gen_steps = sz["gen_n"] or cfg["samples_per_generation"], sz["gen_steps"] or cfg["finetune_steps"]
+    lat_n = 2 * gen_n
+    images, labels = mnist_data(lat_n, synthetic=tiny, seed=seed)
+    ae_spec = latent.AutoencoderSpec(device=device, seed=seed, **(TINY_AUTOENCODER if tiny else {}))
+    space = latent.LatentSpace(latent.make_autoencoder(ae_spec), clip_range=3.0, device=device)
+    unet_kw = {k: v for k, v in latent.LATENT_UNET.items() if k != "channel_mult"} | (
+        {"base_channels": 8} if tiny else {})
+    lat = latent.latent_unet(space, num_classes=10, seed=seed, **unet_kw)
+    pix = diffusion.make_unet(num_classes=10, seed=seed, **cfg["unet"])
+    n_lat, n_pix = (sum(p.numel() for p in m.parameters()) / 1e6 for m in (lat, pix))
+    n_ae = sum(p.numel() for p in space.vae.parameters()) / 1e6
+    c, h, _ = space.latent_shape
+    common = dict(model=f"MNIST latent UNet ({n_lat:.2f}M parameters on {h}x{h}x{c} latents, autoencoder "
+                        f"{n_ae:.2f}M, widths {'/'.join(map(str, ae_spec.block_channels))}) vs pixel UNet ({n_pix:.2f}M, "
+                        f"{cfg['profile']}.yaml)", device=device)
+    train_kw = dict(batch_size=batch, lr=lr, ema_decay=ema, cond_drop_prob=cfg["cond_drop_prob"], seed=seed,
+                    device=device, progress=False)
+    w, ddim = cfg["guidance_scale"], (2 if tiny else cfg["ddim_steps"])
+    rows = []
+
+    # training on one generation's data (latent: 2N images, encoded first; pixel: N)
+    def train(model, n, space=None, steps=gen_steps):
+        return diffusion.train_diffusion(copy.deepcopy(model), images[:n], labels[:n], steps=steps, space=space,
+                                         **train_kw)
+
+    train(lat, lat_n, space, sz["warm_steps"])
+    train(pix, gen_n, None, sz["warm_steps"])
+    s, bs = paired(lambda: train(lat, lat_n, space), lambda: train(pix, gen_n), device, sz["repeats"])
+    rows.append(dict(common, what="training",
+                     project=rate(gen_steps * batch, s, steps=gen_steps, batch_size=batch, repeats=sz["repeats"],
+                                  encoded_images=lat_n, path="diffusion.train_diffusion(space=LatentSpace)"),
+                     baseline=rate(gen_steps * batch, bs, steps=gen_steps, batch_size=batch, repeats=sz["repeats"],
+                                   path="diffusion.train_diffusion (pixels)"),
+                     notes=f"{gen_steps} steps; the latent time includes encoding its {lat_n} training images"))
+
+    # sampling the same number of images (latent: decoded)
+    n = sz["sample_n"]
+    skw = dict(guidance_scale=w, ddim_steps=ddim, seed=seed, device=device, progress=False)
+    diffusion.sample(lat, min(4, n), labels=0, space=space, **skw)
+    _, s = timed(lambda: diffusion.sample(lat, n, labels=np.arange(n) % 10, space=space, **skw), device)
+    _, bs = timed(lambda: diffusion.sample(pix, n, labels=np.arange(n) % 10, **skw), device)
+    rows.append(dict(common, what="sampling",
+                     project=rate(n, s, denoising_steps=ddim, guidance_scale=w, path="diffusion.sample(space=...)"),
+                     baseline=rate(n, bs, denoising_steps=ddim, guidance_scale=w, path="diffusion.sample (pixels)"),
+                     notes=f"DDIM {ddim} steps, guidance {w:g}; the latent time includes decoding"))
+
+    # one generation as image_chains.Retrain makes it: fine-tune gen_steps on the current data, sample N
+    def generation(model, n, space=None):
+        m, _ = train(model, n, space)
+        return diffusion.sample(m, n, labels=np.arange(n) % 10, generation=1, space=space, **skw)
+
+    s, bs = paired(lambda: generation(lat, lat_n, space), lambda: generation(pix, gen_n), device, sz["repeats"])
+    ratio = bs / s
+    rows.append(dict(common, what="one generation",
+                     project=rate(lat_n, s, finetune_steps=gen_steps, samples=lat_n, repeats=sz["repeats"],
+                                  path="train_diffusion + sample in latent space (encode + decode included)"),
+                     baseline=rate(gen_n, bs, finetune_steps=gen_steps, samples=gen_n, repeats=sz["repeats"],
+                                   path="train_diffusion + sample in pixels"),
+                     wall_time_ratio=round(ratio, 2),
+                     notes=f"latent N={lat_n} vs pixel N={gen_n}: {ratio:.2f}x less wall time (issue 15's bar: "
+                           f">= 5x); speed-up counts images/s"))
+    return rows
+
+
 class SkipPart(Exception):
     """A part that cannot run here (a missing module): recorded with its reason, not an error."""
 
 
 PARTS = {"mnist": bench_mnist_unet, "features": bench_features, "cyclegan": bench_cyclegan,
-         "compile": bench_compile}
+         "compile": bench_compile, "latent": bench_latent}
 DEFAULT_PARTS = ("mnist", "features", "cyclegan")  # compile: opt-in (minutes of compiling on a GPU)
+# latent: opt-in (--parts latent, or --parts mnist,features,cyclegan,latent): issue 15's latent generation at
+# 2N beside the pixel one at N, a few minutes on 2 CPU cores at full scale
 
 
 # ------------------------------------------------------------------------------------------------------- output

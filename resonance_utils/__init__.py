@@ -7,6 +7,7 @@ Modules (import what you need; heavy libraries load lazily):
   publish  a notebook's figures, tables and numbers          plots    the seaborn theme, figures, stamps
   chain    the generational Markov chain runner              audio    the Lucier room loop and its physics
   data, features, diffusion, image_chains                    MNIST, feature networks, DDPM/DDIM, the chains
+  latent                                                     chain spaces: a fixed autoencoder's latents, pixels
   metrics, geometry, diagnostics                             drift, phases, FID/KID; geometry, the taxonomy;
                                                              the block 03, 05 and 08 apply to their chains
   claim, claim_runs                                          mixing and contraction with intervals, the rule,
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 # the modules, as `from resonance_utils import *` and the notebooks see them (submodules load on first use)
 __all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "cyclegan",
            "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "features",
-           "gaussian_refit", "geometry", "image_chains", "metrics", "mitigations", "notebook_params", "plots",
+           "gaussian_refit", "geometry", "image_chains", "latent", "metrics", "mitigations", "notebook_params", "plots",
            "publish", "records", "recursive_diffusion", "run_notebooks", "runtime", "settings", "specs", "store"]
 
 

@@ -1,4 +1,10 @@
-"""Pixel-space DDPM on diffusers: a small UNet, epsilon-prediction training, DDIM sampling and the feedback step.
+"""DDPM on diffusers: a small UNet, epsilon-prediction training, DDIM sampling and the feedback step.
+
+Chain spaces (issue 15): train_diffusion, sample and feedback_step take `space=`. None (the default) is pixel
+space, bit for bit the code of earlier versions; otherwise the UNet models space.encode(images) (a
+latent.LatentSpace: a fixed autoencoder's latents, or a latent.PixelSpace) and samples come back as
+space.decode(x), uint8 images in either case. DDIM clips its predicted x0 to [-space.clip_range, space.clip_range]
+(pixels: the data range [-1, 1]; None: no clipping).
 
 One noise schedule serves training and sampling (DDPM's linear betas, `BETA_SCHEDULE`), and every random number
 is drawn on the CPU from runtime.torch_generator(seed, generation, stream), so a sample depends only on the model
@@ -82,15 +88,22 @@ def _train_timesteps(model) -> int:
     return int(model.config.get("num_train_timesteps") or 1000)
 
 
-def noise_scheduler(model, kind: str = "ddim"):
-    """The DDPM (training) or DDIM (sampling, eta=0) scheduler that matches `model`'s noise schedule."""
+def noise_scheduler(model, kind: str = "ddim", *, clip_range: float | None = 1.0):
+    """The DDPM (training) or DDIM (sampling, eta=0) scheduler that matches `model`'s noise schedule.
+    clip_range: the predicted x0 is clipped to [-clip_range, clip_range] (1.0: pixels); None = no clipping."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}.get(kind)
     if cls is None:
         raise ValueError(f"unknown scheduler kind {kind!r}; choose 'ddpm' or 'ddim'")
+    if clip_range is None:
+        clip = {"clip_sample": False}
+    elif clip_range == 1.0:  # the pixel path: the same scheduler as before spaces existed
+        clip = {"clip_sample": True}
+    else:
+        clip = {"clip_sample": True, "clip_sample_range": float(clip_range)}
     return cls(num_train_timesteps=_train_timesteps(model), beta_schedule=BETA_SCHEDULE,
-               prediction_type="epsilon", clip_sample=True)
+               prediction_type="epsilon", **clip)
 
 
 def _to_device(model, device: torch.device):
@@ -159,6 +172,28 @@ def _check_images(model, images) -> np.ndarray:
     return x
 
 
+def _encode(model, images, space) -> torch.Tensor:
+    """uint8 images -> the float (N,C,r,r) tensor the model works on: to_float in pixel space (space=None),
+    space.encode otherwise, checked against the model's channels and sample size."""
+    if space is None:
+        return to_float(_check_images(model, images))
+    x = space.encode(images)
+    want = (model.config.in_channels, model.config.sample_size, model.config.sample_size)
+    if x.ndim != 4 or tuple(x.shape[1:]) != want or len(x) == 0:
+        raise ValueError(f"space {getattr(space, 'kind', type(space).__name__)!r} encodes these images to shape "
+                         f"{tuple(x.shape)}, but the model works on (N,{','.join(map(str, want))}): make the UNet "
+                         "for the space (latent.latent_unet) or pass the space it was trained in")
+    return x
+
+
+def _decode(x: torch.Tensor, space) -> np.ndarray:
+    return to_uint8(x) if space is None else space.decode(x)
+
+
+def _clip_range(space) -> float | None:
+    return 1.0 if space is None else space.clip_range
+
+
 def _check_labels(model, labels, n: int, *, required: bool) -> torch.Tensor | None:
     k = num_classes(model)
     if labels is None:
@@ -183,7 +218,7 @@ def _check_labels(model, labels, n: int, *, required: bool) -> torch.Tensor | No
 def train_diffusion(model, images, labels=None, *, steps: int | None = None, epochs: float | None = None,
                     batch_size: int = 128, lr: float = 2e-3, warmup_steps: int = 100, ema_decay: float | None = None,
                     cond_drop_prob: float = 0.1, seed: int = 0, device: str = "auto", compile: bool = False,
-                    progress: bool = True) -> tuple[object, np.ndarray]:
+                    progress: bool = True, space=None) -> tuple[object, np.ndarray]:
     """DDPM training with epsilon-prediction and AdamW (linear warm-up, cosine decay to lr/10).
 
     Give steps or epochs (default: 1 epoch). Fine-tuning is calling this again on a trained model.
@@ -191,10 +226,12 @@ def train_diffusion(model, images, labels=None, *, steps: int | None = None, epo
     compile: torch.compile the UNet first (pays on a GPU for long runs; a minute of warm-up; off by default).
     Under a distributed launcher (WORLD_SIZE > 1) each rank trains on its share of every batch_size batch
     (batch_size must divide by the number of processes); the returned losses are those of the whole batch.
+    space: None = pixels; else the model trains on space.encode(images) (encoded once, up front; the space's
+    autoencoder stays fixed).
     """
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both")
-    x_all = to_float(_check_images(model, images))
+    x_all = _encode(model, images, space)
     n = len(x_all)
     # labels=None on a conditional model trains its unconditional (null-label) mode only: the unconditional
     # retraining chain keeps the architecture of the shared generation-0 model
@@ -288,33 +325,35 @@ def train_diffusion(model, images, labels=None, *, steps: int | None = None, epo
 # ------------------------------------------------------------------------------------------------------ sampling
 def sample(model, n: int, *, labels=None, guidance_scale: float = 1.0, ddim_steps: int = 25, seed: int = 0,
            generation: int = 0, batch_size: int | None = None, device: str = "auto", compile: bool = False,
-           progress: bool = True) -> np.ndarray:
+           progress: bool = True, space=None) -> np.ndarray:
     """n images from pure noise with DDIM (eta=0): uint8 (N,H,W), or (N,H,W,C) for colour models.
 
     labels: None, one int for all, or (n,) ints (conditional models; None there means unconditional).
     guidance_scale: classifier-free guidance weight w (eps = eps_null + w (eps_label - eps_null)); 1 = none.
     batch_size: None = 64 on a CPU (small batches stay in cache: measured fastest), 1024 on a GPU.
     compile: torch.compile the UNet first (GPU; pays only for many images).
+    space: None = pixels; else the model runs in the space and each batch is returned as space.decode(x).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     return _ddim(model, n, None, 1.0, labels, guidance_scale, ddim_steps, seed, generation, batch_size, device,
-                 compile, progress, "sampling")
+                 compile, progress, "sampling", space)
 
 
 def feedback_step(model, images, *, strength: float = 0.5, labels=None, guidance_scale: float = 1.0,
                   ddim_steps: int = 25, seed: int = 0, generation: int = 0, batch_size: int | None = None,
-                  device: str = "auto", compile: bool = False, progress: bool = True) -> np.ndarray:
+                  device: str = "auto", compile: bool = False, progress: bool = True, space=None) -> np.ndarray:
     """The latent-feedback operator (SDEdit): noise `images` to timestep strength*T, then denoise with DDIM.
 
     strength in (0, 1]; the trajectory takes about strength*ddim_steps steps. strength=1 starts from pure
     noise and equals sample(model, len(images), ...) with the same seeds.
+    space: None = pixels; else the images are encoded (space.encode), noised and denoised there, and decoded.
     """
     if not 0 < strength <= 1:
         raise ValueError(f"strength must lie in (0, 1], got {strength}")
-    x = _check_images(model, images)
+    x = _encode(model, images, space)
     return _ddim(model, len(x), x, strength, labels, guidance_scale, ddim_steps, seed, generation, batch_size,
-                 device, compile, progress, f"feedback s={strength:g}")
+                 device, compile, progress, f"feedback s={strength:g}", space)
 
 
 def ddim_timesteps(model, strength: float, ddim_steps: int) -> list[int]:
@@ -328,23 +367,23 @@ def ddim_timesteps(model, strength: float, ddim_steps: int) -> list[int]:
 
 
 @torch.inference_mode()
-def _ddim(model, n, images, strength, labels, guidance_scale, ddim_steps, seed, generation, batch_size, device,
-          compile, progress, desc) -> np.ndarray:
+def _ddim(model, n, x0, strength, labels, guidance_scale, ddim_steps, seed, generation, batch_size, device,
+          compile, progress, desc, space=None) -> np.ndarray:
     y_all = _check_labels(model, labels, n, required=False)
     guided = guidance_scale != 1.0
     if guided and (labels is None or num_classes(model) is None):
         raise ValueError("guidance_scale != 1 needs a class-conditional model and labels")
     timesteps = ddim_timesteps(model, strength, ddim_steps)
-    scheduler = noise_scheduler(model, "ddim")
+    scheduler = noise_scheduler(model, "ddim", clip_range=_clip_range(space))
     scheduler.set_timesteps(ddim_steps)  # sets the step size T // ddim_steps that step() uses
 
     c, r = model.config.in_channels, model.config.sample_size
     # all noise drawn up front on the CPU: results do not depend on the device or the batch size
     noise = torch.randn((n, c, r, r), generator=torch_generator(seed, generation, NOISE_STREAM))
-    if images is None or strength == 1.0:
+    if x0 is None or strength == 1.0:  # x0: the encoded start images of a feedback step (float (N,C,r,r))
         x_all = noise
     else:
-        x_all = scheduler.add_noise(to_float(images), noise, torch.full((n,), timesteps[0], dtype=torch.long))
+        x_all = scheduler.add_noise(x0, noise, torch.full((n,), timesteps[0], dtype=torch.long))
 
     device = _device(device)
     batch_size = batch_size or (64 if device.type == "cpu" else 1024)
@@ -369,7 +408,7 @@ def _ddim(model, n, images, strength, labels, guidance_scale, ddim_steps, seed, 
                 eps = eps_null + guidance_scale * (eps_label - eps_null)
             x = scheduler.step(eps, t, x, eta=0.0).prev_sample
             bar.update(1)
-        out.append(to_uint8(x))
+        out.append(_decode(x, space))
     bar.close()
     return np.concatenate(out)
 
