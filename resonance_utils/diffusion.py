@@ -330,7 +330,8 @@ def sample(model, n: int, *, labels=None, guidance_scale: float = 1.0, ddim_step
 
     labels: None, one int for all, or (n,) ints (conditional models; None there means unconditional).
     guidance_scale: classifier-free guidance weight w (eps = eps_null + w (eps_label - eps_null)); 1 = none.
-    batch_size: None = 64 on a CPU (small batches stay in cache: measured fastest), 1024 on a GPU.
+    batch_size: None = 64 on a CPU (small batches stay in cache: measured fastest; 256 in a latent space), 1024 on
+    a GPU.
     compile: torch.compile the UNet first (GPU; pays only for many images).
     space: None = pixels; else the model runs in the space and each batch is returned as space.decode(x).
     """
@@ -386,7 +387,8 @@ def _ddim(model, n, x0, strength, labels, guidance_scale, ddim_steps, seed, gene
         x_all = scheduler.add_noise(x0, noise, torch.full((n,), timesteps[0], dtype=torch.long))
 
     device = _device(device)
-    batch_size = batch_size or (64 if device.type == "cpu" else 1024)
+    # CPU: 64 pixel images stay in cache (measured fastest); latents are 16x smaller (7x7): 256 measured fastest
+    batch_size = batch_size or (1024 if device.type != "cpu" else 64 if space is None else 256)
     model = _to_device(model, device).eval()
     net = torch.compile(model) if compile else model
     memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format

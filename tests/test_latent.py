@@ -154,6 +154,9 @@ def test_latent_diffusion_trains_samples_and_feeds_back(latent_model, trained_sp
     x = diffusion.sample(latent_model, 5, labels=np.arange(5), guidance_scale=2.0, **kw)
     assert x.dtype == np.uint8 and x.shape == (5, 28, 28)
     assert np.array_equal(x, diffusion.sample(latent_model, 5, labels=np.arange(5), guidance_scale=2.0, **kw))
+    # the noise is drawn up front: the batch size (256 by default on a CPU in a latent space) changes nothing
+    assert np.array_equal(x, diffusion.sample(latent_model, 5, labels=np.arange(5), guidance_scale=2.0, batch_size=2,
+                                              **kw))
     y = diffusion.feedback_step(latent_model, digits.images[:5], strength=0.4, **kw)
     assert y.dtype == np.uint8 and y.shape == (5, 28, 28)
     # strength 1 starts from pure noise: the same images as sample with the same seeds
