@@ -639,13 +639,8 @@ DEFAULT_PARTS = ("mnist", "features", "cyclegan")  # compile: opt-in (minutes of
 
 # ------------------------------------------------------------------------------------------------------- output
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from resonance_utils.runtime import cpu_name as name
+    return name()
 
 
 def device_name(device: str) -> str:

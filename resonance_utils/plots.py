@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import seaborn as sns
 
+from .diagnostics import class_retention
+
 PALETTE = "colorblind"
 LOCAL_COLOR, CUMULATIVE_COLOR = "#1f77b4", "#ff7f0e"  # the paper's blue (local) and orange (cumulative)
 
@@ -148,7 +150,7 @@ def retention_panels(ax_retention, ax_entropy, results: dict, n_classes: int) ->
     for s, r in results.items():
         g = np.arange(len(r))
         if s != "unconditional":
-            ax_retention.plot(g, [m.get("class_retention", np.nan) for m in r.metrics], "o-", ms=4,
+            ax_retention.plot(g, class_retention(r.metrics), "o-", ms=4,
                               label=s.replace("_", " "))
         ax_entropy.plot(g, [m["class_entropy_bits"] for m in r.metrics], "o-", ms=4, label=s.replace("_", " "))
     ax_retention.axhline(1 / n_classes, color="0.5", ls=":", lw=0.8)

@@ -35,7 +35,7 @@ class Outputs:
         check_manifest(self.dir)  # a damaged manifest is repaired now, not at the first figure
         self.run_id = run_id()
         self._t0 = time.perf_counter()
-        self._commit = git_commit()
+        self.commit = git_commit()
         self.written: list[Path] = []
 
     @property
@@ -50,7 +50,7 @@ class Outputs:
 
         rec = {"notebook": self.stem, "profile": self.cfg.profile, "params": self.cfg.to_json(),
                "read": read_by(self.stem),  # {producer: its run id}: which runs of other notebooks made this
-               "git_commit": self._commit, "device": self.device,
+               "git_commit": self.commit, "device": self.device,
                "wall_time_s": round(time.perf_counter() - self._t0, 2), "data_source": self.data_source,
                "feature_network": self.feature_network, "created": _now(), "run_id": self.run_id}
         self.written += paths

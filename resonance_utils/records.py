@@ -53,7 +53,7 @@ def write(outputs, chains: dict | None = None, *, load=None) -> Path:
     return store.write_json(path, {"format": FORMAT, "notebook": cfg.notebook, "profile": cfg.profile,
                                    "params": cfg.to_json(), "chains": entries, "chain_order": list(entries),
                                    "run_id": outputs.run_id,
-                                   "git_commit": outputs._commit, "created": store._now()})
+                                   "git_commit": outputs.commit, "created": store._now()})
 
 
 @dataclass

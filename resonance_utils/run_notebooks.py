@@ -615,18 +615,12 @@ def write_run_times(profile: str, selected: list[str], results: dict, wall_s: fl
     """build/<profile>/last_run.json: what a finished run (not an interrupted one) measured, and, for a run of every
     notebook, last_full_run.json too, for README's table of run times (python -m benchmarks.run
     --runtimes-readme). results: {stem: (status, seconds, message)}."""
-    import platform
+    from .runtime import cpu_name, describe_device
 
-    from .runtime import describe_device
-
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                      if ln.startswith("model name")), model)
     gpus = gpu_ids()
     record = {
         "profile": profile, "finished": store._now(), "wall_s": round(wall_s, 1), "jobs": jobs,
-        "cpu": f"{model}, {os.cpu_count()} cores", "gpu": describe_device("cuda") if gpus else None,
+        "cpu": f"{cpu_name()}, {os.cpu_count()} cores", "gpu": describe_device("cuda") if gpus else None,
         "git_commit": store.git_commit(), "selected": list(selected),
         "all_notebooks": set(selected) == set(list_notebooks()), "force": bool(force),
         "notebooks": {s: {"status": results[s][0], "seconds": round(float(results[s][1]), 1)}

@@ -81,6 +81,20 @@ def memory_format(device):
     return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what platform knows."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def describe_device(device=None) -> str:
     """A human-readable name for the manifest: the GPU model, or the CPU with its core count."""
     if device is not None and str(device).startswith("cuda"):
