@@ -137,18 +137,28 @@ def mnist_data(n: int, *, synthetic: bool, seed: int = 0):
     return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64)
 
 
+# The pixel-space MNIST UNet and N of the quick profile before issue 15 made latent space its default: the pixel
+# parts measure this model when a profile runs its chains in a latent space, and bench_latent compares against it.
+PIXEL_UNET = dict(base_channels=16, channel_mult=(1, 2, 2), layers_per_block=1, attention=False)
+PIXEL_N = 500
+
+
 def unet_config(profile: str, tiny: bool) -> dict:
-    """The MNIST chains' UNet and training settings of a profile (02_mnist_chains' parameters)."""
+    """The MNIST chains' settings of a profile (02_mnist_chains' parameters): "unet" is the pixel UNet (the
+    profile's own when it runs in pixels, else PIXEL_UNET), "latent_unet" the profile's UNet on the latent grid."""
     from resonance_utils import config
+    from resonance_utils.specs import DiffusionChainSpec, build
 
     cfg = config.load_config("02_mnist_chains", profile)
-    unet = dict(base_channels=cfg.base_channels, layers_per_block=cfg.layers_per_block, attention=cfg.attention,
-                channel_mult=cfg.channel_mult)
+    own = dict(base_channels=cfg.base_channels, layers_per_block=cfg.layers_per_block, attention=cfg.attention,
+               channel_mult=cfg.channel_mult)
+    unet = own if cfg.space == "pixel" else dict(PIXEL_UNET)
     if tiny:
-        unet = dict(TINY_UNET)
+        unet = own = dict(TINY_UNET)
     keys = ("batch_size", "lr", "ema_decay", "cond_drop_prob", "ddim_steps", "guidance_scale", "finetune_steps",
-            "samples_per_generation")
-    return {"profile": profile, "unet": unet, **{k: cfg[k] for k in keys}}
+            "samples_per_generation", "space")
+    return {"profile": profile, "unet": unet, "latent_unet": own | ({"channel_mult": (1,)} if tiny else {}),
+            "autoencoder": build(DiffusionChainSpec, cfg).autoencoder_spec(), **{k: cfg[k] for k in keys}}
 
 
 # ----------------------------------------------------------------------------------- MNIST diffusion: baseline
@@ -562,14 +572,14 @@ def bench_latent(device: str, sz: dict, tiny: bool, seed: int = 0) -> list[dict]
     batch, lr, ema = cfg["batch_size"], cfg["lr"], cfg["ema_decay"] or None
     if tiny:
         batch = 8
-    gen_n, gen_steps = sz["gen_n"] or cfg["samples_per_generation"], sz["gen_steps"] or cfg["finetune_steps"]
-    lat_n = 2 * gen_n
+    gen_steps = sz["gen_steps"] or cfg["finetune_steps"]
+    # the profile's latent N against the pixel chain's N before issue 15 (half of it at reduced sizes)
+    lat_n = 2 * sz["gen_n"] if sz["gen_n"] else cfg["samples_per_generation"]
+    gen_n = sz["gen_n"] or PIXEL_N
     images, labels = mnist_data(lat_n, synthetic=tiny, seed=seed)
-    ae_spec = latent.AutoencoderSpec(device=device, seed=seed, **(TINY_AUTOENCODER if tiny else {}))
+    ae_spec = cfg["autoencoder"].replace(device=device, seed=seed, **(TINY_AUTOENCODER if tiny else {}))
     space = latent.LatentSpace(latent.make_autoencoder(ae_spec), clip_range=3.0, device=device)
-    unet_kw = {k: v for k, v in latent.LATENT_UNET.items() if k != "channel_mult"} | (
-        {"base_channels": 8} if tiny else {})
-    lat = latent.latent_unet(space, num_classes=10, seed=seed, **unet_kw)
+    lat = latent.latent_unet(space, num_classes=10, seed=seed, **cfg["latent_unet"])
     pix = diffusion.make_unet(num_classes=10, seed=seed, **cfg["unet"])
     n_lat, n_pix = (sum(p.numel() for p in m.parameters()) / 1e6 for m in (lat, pix))
     n_ae = sum(p.numel() for p in space.vae.parameters()) / 1e6

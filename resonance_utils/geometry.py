@@ -92,6 +92,34 @@ def participation_ratio(x_or_spectrum) -> float:
     return float(spec.sum() ** 2 / (spec**2).sum())
 
 
+def within_class(x, labels, *, min_count: int = 2) -> dict:
+    """Diversity inside classes: for each label with at least min_count points, the mean Euclidean distance
+    between two distinct points of the class and the class cloud's participation ratio; both averaged over those
+    classes weighted by their counts. NaN when no class has min_count points (classes counts as 0)."""
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(labels):
+        raise ValueError(f"x must be (n, dim) with one label per row, got {x.shape} and {labels.shape}")
+    if min_count < 2:
+        raise ValueError(f"min_count must be >= 2 (a distance needs two points), got {min_count}")
+    dists, dims, weights = [], [], []
+    for c in np.unique(labels):
+        members = x[labels == c]
+        m = len(members)
+        if m < min_count:
+            continue
+        sq = (members ** 2).sum(1)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * members @ members.T, 0)
+        dists.append(np.sqrt(d2)[np.triu_indices(m, 1)].mean())
+        spec = pca_spectrum(members)
+        dims.append(participation_ratio(spec) if spec.sum() > 0 else 1.0)  # identical points: one "direction"
+        weights.append(m)
+    if not weights:
+        return {"mean_pairwise_distance": float("nan"), "participation_ratio": float("nan"), "classes": 0}
+    return {"mean_pairwise_distance": float(np.average(dists, weights=weights)),
+            "participation_ratio": float(np.average(dims, weights=weights)), "classes": len(weights)}
+
+
 def anisotropy(x_or_spectrum) -> float:
     """l_max / mean(l): 1 for an isotropic cloud, dim for a line (all variance in one direction)."""
     spec = _spectrum_of(x_or_spectrum)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import chain, diffusion, store
-from .specs import ConfigError, DiffusionChainSpec, DiffusionModelSpec, ImagenetDataSpec
+from .specs import ConfigError, DiffusionChainSpec, DiffusionModelSpec, ImagenetDataSpec, build
 
 SETTINGS = ("latent_feedback", "label_guided", "unconditional")
 
@@ -96,28 +96,83 @@ def imagenet5_inputs(data_spec: ImagenetDataSpec, *, seed: int, samples_per_gene
     return real, classifier, name, note
 
 
-def base_model(spec: DiffusionModelSpec, x0: dict, n_classes: int, fingerprint: str, *, progress: bool = True):
-    """The generation-0 model, trained once on the real set x0 and cached in data/models/diffusion/<key>/."""
-    params = spec.key()
+def base_data(spec: DiffusionModelSpec, real) -> dict:
+    """The real images the generation-0 model (and a latent space's autoencoder) is trained on."""
+    if spec.base_train_size == 0:
+        return {"images": real.images, "labels": real.labels.astype(np.int64)}
+    return generation_zero(real, spec.base_train_size, spec.seed)
+
+
+def check_unet_grid(spec: DiffusionModelSpec, image_shape) -> int:
+    """The side of the grid the UNet works on (the image, or the autoencoder's latent grid), checked against
+    channel_mult before anything is trained: every level but the last halves the grid, and diffusers' UNet2DModel
+    needs each halving to be exact."""
+    side = int(image_shape[0])
+    if spec.space == "latent":
+        factor = 2 ** (len(spec.autoencoder_channels) - 1)
+        if side % factor:
+            raise ConfigError(f"parameter 'autoencoder_channels' = {spec.autoencoder_channels} halves the grid "
+                              f"{len(spec.autoencoder_channels) - 1} times, which {side} px images do not allow")
+        side //= factor
+    halvings = len(spec.channel_mult) - 1
+    if side % 2 ** halvings:
+        raise ConfigError(f"parameter 'channel_mult' = {spec.channel_mult} halves the UNet's {side}x{side} "
+                          f"{'latent ' if spec.space == 'latent' else ''}grid {halvings} times; it must be divisible "
+                          f"by {2 ** halvings} (a 7x7 latent grid takes channel_mult \"1\")")
+    return side
+
+
+def chain_space(spec: DiffusionModelSpec, real, *, progress: bool = True):
+    """The space a spec's chains run in: latent.PixelSpace, or the LatentSpace of an autoencoder trained once on
+    the generation-0 model's real training images and cached (latent.autoencoder). It is fixed for every
+    generation, as the feature network of FID is."""
+    from . import latent
+
+    if spec.space == "pixel":
+        return latent.PixelSpace()
+    data = base_data(spec, real)
+    return latent.autoencoder(spec.autoencoder_spec(), data["images"],
+                              store.array_fingerprint(data["images"]) if spec.base_train_size else real.fingerprint,
+                              progress=progress)
+
+
+def _diffusion_space(space):
+    """What diffusion's space= takes: None for pixels (the pixel path exactly), else the latent space."""
+    return None if space.kind == "pixel" else space
+
+
+def base_model(spec: DiffusionModelSpec, x0: dict, n_classes: int, fingerprint: str, *, space=None,
+               progress: bool = True):
+    """The generation-0 model, trained once on the real set x0 (in `space`: None = pixels) and cached in
+    data/models/diffusion/<key>/; the key holds the space (the autoencoder's fingerprint)."""
+    from .latent import PixelSpace
+
+    space = space or PixelSpace()
+    params = spec.key() | {"space": space.key()}
     folder = store.data_dir() / "models" / "diffusion" / store.run_key(params, fingerprint,
                                                                         store.package_source_hash(source_modules()))
-    # one trainer per model: a second run waits, then reads what the first saved
-    with store.lock(folder.parent / f".{folder.name}.lock", what=f"the generation-0 model {folder.name}"):
-        if (folder / "training.json").exists():
-            return diffusion.load_model(folder)
-        return _train_base_model(spec, x0, n_classes, fingerprint, params, folder, progress)
+    return store.train_once(folder, what=f"the generation-0 model {folder.name}", load=diffusion.load_model,
+                            train=lambda: _train_base_model(spec, x0, n_classes, fingerprint, params, folder, space,
+                                                            progress))
 
 
-def _train_base_model(spec: DiffusionModelSpec, x0, n_classes, fingerprint, params, folder, progress):
-    model = diffusion.make_unet(resolution=x0["images"].shape[1], channels=1 if x0["images"].ndim == 3 else
-                                x0["images"].shape[-1], base_channels=spec.base_channels,
-                                channel_mult=spec.channel_mult, layers_per_block=spec.layers_per_block,
-                                num_classes=n_classes, attention=spec.attention, seed=spec.seed)
+def _train_base_model(spec: DiffusionModelSpec, x0, n_classes, fingerprint, params, folder, space, progress):
+    from .latent import latent_unet
+
+    unet = dict(base_channels=spec.base_channels, channel_mult=spec.channel_mult,
+                layers_per_block=spec.layers_per_block, num_classes=n_classes, attention=spec.attention,
+                seed=spec.seed)
+    if space.kind == "latent":
+        model = latent_unet(space, **unet)
+    else:
+        model = diffusion.make_unet(resolution=x0["images"].shape[1], channels=1 if x0["images"].ndim == 3 else
+                                    x0["images"].shape[-1], **unet)
     t0 = time.perf_counter()
     model, losses = diffusion.train_diffusion(model, x0["images"], x0["labels"], steps=spec.base_steps,
                                               batch_size=spec.batch_size, lr=spec.lr,
                                               ema_decay=spec.ema_decay or None, cond_drop_prob=spec.cond_drop_prob,
-                                              seed=spec.seed, device=spec.device, progress=progress)
+                                              seed=spec.seed, device=spec.device, progress=progress,
+                                              space=_diffusion_space(space))
     diffusion.save_model(model, folder)
     store.write_json(folder / "training.json", {"params": params, "data_fingerprint": fingerprint,
                                                 "seconds": round(time.perf_counter() - t0, 1),
@@ -133,6 +188,7 @@ class LatentFeedback:
     model: object
     spec: DiffusionChainSpec
     seed: int
+    space: object = None  # None: pixels; else the latent space (encode, noise, denoise, decode)
     progress: bool = True
 
     def __call__(self, state, ctx):
@@ -141,7 +197,8 @@ class LatentFeedback:
         images = diffusion.feedback_step(self.model, state["images"], strength=spec.strength, labels=labels,
                                          guidance_scale=spec.guidance_scale if labels is not None else 1.0,
                                          ddim_steps=spec.ddim_steps, seed=self.seed,
-                                         generation=ctx.generation, device=spec.device, progress=self.progress)
+                                         generation=ctx.generation, device=spec.device, progress=self.progress,
+                                         space=self.space)
         return {"images": images, "labels": state["labels"]}
 
 
@@ -158,6 +215,7 @@ class Retrain:
     classifier: object = None  # labels the unconditional chain's samples
     real_pool: dict | None = None
     select: object = None  # select(data, rng) -> data: a mitigation hook applied to each training set
+    space: object = None  # None: pixels; else the latent space, fixed: training encodes, sampling decodes
     progress: bool = True
 
     def __post_init__(self):
@@ -188,13 +246,14 @@ class Retrain:
             model, data["images"], data["labels"] if self.conditional else None, steps=steps,
             batch_size=spec.batch_size, lr=spec.lr, ema_decay=spec.ema_decay or None,
             cond_drop_prob=spec.cond_drop_prob if self.conditional else 0.0,
-            seed=training_seed(self.seed, ctx.generation), device=spec.device, progress=self.progress)
+            seed=training_seed(self.seed, ctx.generation), device=spec.device, progress=self.progress,
+            space=self.space)
         n = spec.samples_per_generation
         n_classes = diffusion.num_classes(self.base)
         labels = np.arange(n) % n_classes if self.conditional else None  # balanced, same order every generation
         images = diffusion.sample(model, n, labels=labels, guidance_scale=spec.guidance_scale if self.conditional
                                   else 1.0, ddim_steps=spec.ddim_steps, seed=self.seed, generation=ctx.generation,
-                                  device=spec.device, progress=self.progress)
+                                  device=spec.device, progress=self.progress, space=self.space)
         if labels is None:
             from .features import classify
             labels = classify(self.classifier, images).argmax(1)
@@ -218,23 +277,79 @@ def _unet_kwargs(model) -> dict:
                 attention="AttnDownBlock2D" in c.down_block_types, norm_groups=c.norm_num_groups)
 
 
-def generation_metrics(classifier, *, intended: bool):
-    """Per-generation numbers, and the classifier's features cached in the generation folder (features.npy)."""
+NEAR_DUPLICATE_RATIO = 1 / 3  # a sample copies its nearest training image when it is 3x closer than the 2nd nearest
+MIN_CLASS_COUNT = 10  # classes with fewer samples in a generation are left out of the within-class measures
+
+
+def generation_metrics(classifier, *, intended: bool, space=None):
+    """Per-generation numbers, and the classifier's features cached in the generation folder (features.npy):
+
+    class_retention        share assigned to the intended class (intended chains, and generation 0)
+    class_entropy_bits     entropy of the predicted-class histogram; mean_confidence its mean top probability
+    within_class_spread    mean pairwise distance between samples of one predicted class, in the classifier's
+                           embedding (geometry.within_class); within_class_dimension their participation ratio
+    near_duplicate_share   share of samples that copy an image of the chain's previous generation (its training
+                           set under regime replace; the input of latent feedback) by the relative nearest-
+                           neighbour test in pixels (metrics.memorisation_rate, ratio NEAR_DUPLICATE_RATIO)
+    autoencoder_rms        latent space: the RMS error (0-1 scale) of one autoencoder pass on this generation's
+                           images, the share of each step that the fixed autoencoder alone adds"""
     from .features import classify, embed
-    from .metrics import class_histogram_entropy
+    from .geometry import within_class
+    from .metrics import class_histogram_entropy, memorisation_rate
 
     def metrics(state, ctx):
-        probs = classify(classifier, state["images"])
+        images = state["images"]
+        probs = classify(classifier, images)
         pred = probs.argmax(1)
+        feats = embed(classifier, images)
         if ctx.out_dir is not None:
-            np.save(ctx.out_dir / "features.npy", embed(classifier, state["images"]))
+            np.save(ctx.out_dir / "features.npy", feats)
             np.save(ctx.out_dir / "predicted.npy", pred.astype(np.int64))
         out = {"class_entropy_bits": class_histogram_entropy(pred, probs.shape[1]),
                "mean_confidence": float(probs.max(1).mean())}
         if intended or ctx.generation == 0:
             out["class_retention"] = float((pred == state["labels"]).mean())
+        spread = within_class(feats, pred, min_count=MIN_CLASS_COUNT)
+        out["within_class_spread"] = spread["mean_pairwise_distance"]
+        out["within_class_dimension"] = spread["participation_ratio"]
+        if ctx.generation > 0:
+            flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1) / 255.0  # noqa: E731
+            out["near_duplicate_share"] = memorisation_rate(flat(images), flat(ctx.history[-1]["images"]),
+                                                            ratio=NEAR_DUPLICATE_RATIO)
+        if space is not None and space.kind == "latent":
+            out["autoencoder_rms"] = space.reconstruction_error(images)
         return out
     return metrics
+
+
+def autoencoder_passes(space, x0: dict, n_generations: int, classifier, *, progress: bool = False
+                       ) -> tuple[chain.ChainResult, list[np.ndarray]]:
+    """The autoencoder alone as a chain, X_{n+1} = decode(encode(X_n)) from x0 (in memory: about a second a
+    generation), with the chains' per-generation numbers, and its features per generation: its drift is the share
+    of a latent chain's drift that the fixed autoencoder causes by itself."""
+    from .features import embed
+
+    step = lambda state, ctx: {"images": space.decode(space.encode(state["images"])),  # noqa: E731
+                               "labels": state["labels"]}
+    result = chain.run_chain(step, x0, n_generations, seed=0, desc="autoencoder passes", progress=progress,
+                             metrics=generation_metrics(classifier, intended=True, space=space))
+    return result, [embed(classifier, s["images"]) for s in result.states]
+
+
+def grid_indices(labels, n: int, *, seed: int = 0) -> np.ndarray:
+    """Indices of a class-balanced random sample of n images (as equal per label as the counts allow), ordered
+    by label: what a sample grid shows, never the first images of a label-sorted array."""
+    labels = np.asarray(labels)
+    n = min(int(n), len(labels))
+    rng = np.random.default_rng([seed, 23])
+    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    chosen = []
+    while len(chosen) < n:  # round robin over the labels
+        for pool in pools:
+            if pool and len(chosen) < n:
+                chosen.append(pool.pop())
+    chosen = np.asarray(chosen, np.int64)
+    return chosen[np.lexsort((chosen, labels[chosen]))]
 
 
 def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *, select=None,
@@ -271,17 +386,15 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
                              f"{x0['images'].dtype} {x0['images'].shape}")
         start = store.array_fingerprint(x0["images"], x0["labels"])
     fingerprint = real.fingerprint
-    base_data = ({"images": real.images, "labels": real.labels.astype(np.int64)} if spec.base_train_size == 0
-                 else generation_zero(real, spec.base_train_size, spec.seed))
-    base = base_model(spec.model_spec(), base_data, real.n_classes, fingerprint, progress=progress)
+    base, space = generation0_model(spec, real, progress=progress)
     seed = spec.seed if chain_seed is None else int(chain_seed)
     if setting == "latent_feedback":
-        step = LatentFeedback(base, spec, seed, progress=progress)
+        step = LatentFeedback(base, spec, seed, space=_diffusion_space(space), progress=progress)
     else:
         pool = {"images": real.images, "labels": real.labels.astype(np.int64)}
         step = Retrain(base, spec, conditional=setting == "label_guided", seed=seed, classifier=classifier,
-                       real_pool=pool, select=select, progress=progress)
-    params = spec.key() | {"classifier": model_fingerprint(classifier)}
+                       real_pool=pool, select=select, space=_diffusion_space(space), progress=progress)
+    params = spec.key() | {"classifier": model_fingerprint(classifier), "space": space.key()}
     if chain_seed is not None:
         params["chain_seed"] = seed
     if select_params:
@@ -290,8 +403,18 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
         params["start"] = start
     run_dir = store.run_dir(setting, params, fingerprint, modules=source_modules())
     return chain.run_chain(step, x0, spec.n_generations, run_dir=run_dir, seed=seed,
-                           metrics=generation_metrics(classifier, intended=setting != "unconditional"),
+                           metrics=generation_metrics(classifier, intended=setting != "unconditional", space=space),
                            desc=setting, progress=progress)
+
+
+def generation0_model(spec: DiffusionModelSpec, real, *, progress: bool = True) -> tuple:
+    """(the generation-0 model, its space) of a spec on the real set: trained once and cached (the space's
+    autoencoder first, on the same real images), checked against the UNet's grid before any training."""
+    check_unet_grid(spec, real.images.shape[1:])
+    space = chain_space(spec, real, progress=progress)
+    model = base_model(build(DiffusionModelSpec, spec), base_data(spec, real), real.n_classes, real.fingerprint,
+                       space=space, progress=progress)
+    return model, space
 
 
 # "classifier": the chain's own classifier's embedding, written with every generation ("mnist" is its name on

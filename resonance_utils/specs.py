@@ -159,25 +159,47 @@ class DiffusionModelSpec(Spec):
     device: str = param("auto", "auto (cuda, mps, cpu) | cpu | cuda", key=False)
     base_train_size: int = param(0, "real images the generation-0 model is trained on (0 = the whole training split)",
                                  low=0)
-    base_channels: int = param(16, "UNet width at full resolution", low=1)
-    channel_mult: tuple[int, ...] = param((1, 2, 2), "width multipliers per level (28 -> 14 -> 7)", low=1)
+    space: str = param("latent", "what the UNet models: latent (the grid of a fixed autoencoder trained once on the "
+                       "real generation-0 data) | pixel", choices=("latent", "pixel"))
+    base_channels: int = param(32, "UNet width at its first level", low=1)
+    channel_mult: tuple[int, ...] = param((1,), "width multipliers per UNet level; each level but the last halves "
+                                          "the grid (a 7x7 latent grid takes one level; pixels: 1, 2, 2)", low=1)
     layers_per_block: int = param(1, "ResNet layers per UNet level", low=1)
     attention: bool = param(False, "self-attention at the lowest level (slow on a CPU)")
-    base_steps: int = param(880, "training steps of the generation-0 model, from scratch on generation 0", low=1)
-    batch_size: int = param(64, "training batch size", low=1)
-    lr: float = param(0.002, "AdamW peak learning rate (warm-up, cosine decay)", low=0, low_open=True)
+    base_steps: int = param(3000, "training steps of the generation-0 model, from scratch on generation 0", low=1)
+    batch_size: int = param(256, "training batch size (a 7x7 latent batch of 256 costs about 2x one of 64 on a "
+                            "CPU: measured)", low=1)
+    lr: float = param(0.003, "AdamW peak learning rate (warm-up, cosine decay)", low=0, low_open=True)
     ema_decay: float = param(0.0, "EMA of the weights; 0 = off", low=0, high=1, high_open=True)
     cond_drop_prob: float = param(0.1, "label dropout: the conditional model also learns the unconditional score",
                                   low=0, high=1)
+    autoencoder_channels: tuple[int, ...] = param((16, 32, 32), "space latent: the autoencoder's widths per level; "
+                                                  "each level but the last halves the grid (28 -> 7)", low=1)
+    autoencoder_latent_channels: int = param(4, "space latent: channels of the latent grid", low=1)
+    autoencoder_steps: int = param(1500, "space latent: the autoencoder's training steps (batch 64)", low=1)
+    autoencoder_kl_weight: float = param(0.0001, "space latent: weight of the KL term beside the reconstruction "
+                                         "error", low=0)
+
+    def key(self) -> dict:
+        """A pixel-space model does not depend on the autoencoder's fields."""
+        out = super().key()
+        return out if self.space == "latent" else {k: v for k, v in out.items() if not k.startswith("autoencoder_")}
+
+    def autoencoder_spec(self):
+        """The latent.AutoencoderSpec of space latent (its seed and device are this spec's)."""
+        from .latent import AutoencoderSpec
+        return AutoencoderSpec(seed=self.seed, device=self.device, block_channels=self.autoencoder_channels,
+                               latent_channels=self.autoencoder_latent_channels, train_steps=self.autoencoder_steps,
+                               kl_weight=self.autoencoder_kl_weight)
 
 
 @dataclass(frozen=True)
 class DiffusionChainSpec(DiffusionModelSpec):
     """A diffusion feedback chain (latent feedback, label-guided or unconditional retraining) and its model."""
-    n_generations: int = param(5, "feedback steps after generation 0 (the real subset)", low=1, extend=True)
-    samples_per_generation: int = param(500, "N: size of every generation; generation 0 is class-balanced real data",
+    n_generations: int = param(12, "feedback steps after generation 0 (the real subset)", low=1, extend=True)
+    samples_per_generation: int = param(1000, "N: size of every generation; generation 0 is class-balanced real data",
                                         low=1)
-    finetune_steps: int = param(100, "training steps of each later generation (fine-tuned from the previous model)",
+    finetune_steps: int = param(40, "training steps of each later generation (fine-tuned from the previous model)",
                                 low=1)
     retrain: str = param("finetune", "finetune (from the previous generation's model) | scratch (base_steps from "
                          "nothing)", choices=("finetune", "scratch"))
@@ -186,7 +208,7 @@ class DiffusionChainSpec(DiffusionModelSpec):
     fresh_fraction: float = param(0.0, "with regime fresh: share of each training set swapped for new real images",
                                   low=0, high=1)
     ddim_steps: int = param(10, "DDIM steps for a full sample (latent feedback takes strength x this many)", low=1)
-    guidance_scale: float = param(3.0, "classifier-free guidance of label-guided sampling (1 = none)", low=0)
+    guidance_scale: float = param(2.0, "classifier-free guidance of label-guided sampling (1 = none)", low=0)
     strength: float = param(0.35, "latent feedback: noise level each pass (0-1, a share of the diffusion time)",
                             low=0, high=1, low_open=True)
     latent_conditional: bool = param(False, "latent feedback: denoise with the trajectory's label (true) or "

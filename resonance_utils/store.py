@@ -513,6 +513,17 @@ def params_hash(params: dict) -> str:
     return hash_bytes(json.dumps(params, sort_keys=True, default=_json_default).encode())
 
 
+def train_once(folder: Path, *, what: str, load, train, done: str = "training.json"):
+    """A model cached in `folder`: load(folder) when folder/done exists (written last: a folder without it is
+    incomplete), else train() (which saves the model and writes `done`). One trainer per folder: a second
+    process waits for the first's lock, then loads what it saved."""
+    folder = Path(folder)
+    with lock(folder.parent / f".{folder.name}.lock", what=what):
+        if (folder / done).exists():
+            return load(folder)
+        return train()
+
+
 def run_key(params: dict, input_fingerprint: str, source_hash: str | None = None) -> str:
     """The name of a run folder: parameters that change the chain + package source + input data."""
     src = package_source_hash() if source_hash is None else source_hash

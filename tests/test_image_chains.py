@@ -166,3 +166,85 @@ def test_a_swapped_classifier_recomputes_the_chains_stored_retention(mnist, clas
             assert result.metrics[g]["class_retention"] == pytest.approx(own)
     again = image_chains.run_image_chain(spec, "label_guided", mnist, classifier, progress=False)
     assert again.run_dir == first.run_dir and again.computed == []
+
+
+# ----------------------------------------------------------------------------------------- spaces (issue 15)
+def test_pixel_and_latent_chains_differ_in_key_and_only_latent_measures_its_autoencoder(mnist, classifier):
+    latent = image_chains.run_image_chain(tiny(n_generations=1), "label_guided", mnist, classifier, progress=False)
+    pixel = image_chains.run_image_chain(tiny(n_generations=1, space="pixel", channel_mult=(1, 2)), "label_guided",
+                                         mnist, classifier, progress=False)
+    assert latent.run_dir != pixel.run_dir
+    assert all("autoencoder_rms" in m for m in latent.metrics) and 0 < latent.metrics[0]["autoencoder_rms"] < 1
+    assert not any("autoencoder_rms" in m for m in pixel.metrics)
+    for r in (latent, pixel):
+        assert r.states[1]["images"].shape == (20, 28, 28) and r.states[1]["images"].dtype == np.uint8
+        assert "near_duplicate_share" not in r.metrics[0] and 0 <= r.metrics[1]["near_duplicate_share"] <= 1
+
+
+def test_a_unet_that_does_not_fit_the_latent_grid_is_refused_before_training(mnist, classifier, monkeypatch):
+    from resonance_utils import latent
+    monkeypatch.setattr(latent, "train_autoencoder", lambda *a, **k: pytest.fail("trained before the check"))
+    with pytest.raises(specs.ConfigError, match="channel_mult"):
+        image_chains.run_image_chain(tiny(channel_mult=(1, 2), autoencoder_steps=3), "label_guided", mnist,
+                                     classifier, progress=False)
+    with pytest.raises(specs.ConfigError, match="autoencoder_channels"):
+        image_chains.run_image_chain(tiny(autoencoder_channels=(8, 8, 8, 8)), "label_guided", mnist, classifier,
+                                     progress=False)
+
+
+class _Ctx:
+    def __init__(self, generation, history):
+        self.generation, self.history, self.out_dir = generation, history, None
+
+
+def test_near_duplicates_count_copies_of_the_previous_generation(mnist, classifier):
+    metrics = image_chains.generation_metrics(classifier, intended=True)
+    prev = {"images": mnist.images[:200], "labels": mnist.labels[:200].astype(np.int64)}
+    copies = {"images": prev["images"][np.r_[0:60, 0:0]], "labels": prev["labels"][:60]}
+    others = {"images": mnist.images[1000:1140], "labels": mnist.labels[1000:1140].astype(np.int64)}
+    mixed = {k: np.concatenate([copies[k], others[k]]) for k in prev}
+    share = metrics(mixed, _Ctx(1, [prev]))["near_duplicate_share"]
+    assert share == pytest.approx(60 / 200, abs=0.02), "exact copies count, distinct real digits do not"
+    assert metrics(prev, _Ctx(1, [prev]))["near_duplicate_share"] == 1.0
+
+
+def test_within_class_measures_match_a_direct_computation(mnist, classifier):
+    from scipy.spatial.distance import pdist
+    from resonance_utils.features import classify, embed
+    from resonance_utils.geometry import within_class
+    state = {"images": mnist.images[:300], "labels": mnist.labels[:300].astype(np.int64)}
+    m = image_chains.generation_metrics(classifier, intended=True)(state, _Ctx(0, []))
+    feats, pred = embed(classifier, state["images"]), classify(classifier, state["images"]).argmax(1)
+    keep = [c for c in np.unique(pred) if (pred == c).sum() >= image_chains.MIN_CLASS_COUNT]
+    w = np.array([(pred == c).sum() for c in keep])
+    ref = np.average([pdist(feats[pred == c]).mean() for c in keep], weights=w)
+    assert m["within_class_spread"] == pytest.approx(ref, rel=1e-6)
+    assert within_class(feats, pred, min_count=10)["classes"] == len(keep)
+    # a class of one repeated point has no spread and one direction; an isotropic cloud spreads over all
+    rng = np.random.default_rng(0)
+    iso = within_class(rng.normal(size=(4000, 5)), np.zeros(4000, int))
+    assert iso["participation_ratio"] == pytest.approx(5, rel=0.05)
+    from scipy.special import gamma  # x - y ~ N(0, 2 I): |x - y| = sqrt(2) chi_5, E chi_k = sqrt(2) G((k+1)/2) / G(k/2)
+    assert iso["mean_pairwise_distance"] == pytest.approx(np.sqrt(2) * np.sqrt(2) * gamma(3) / gamma(2.5), rel=0.01)
+    same = within_class(np.ones((20, 3)), np.zeros(20, int))
+    assert same["mean_pairwise_distance"] == 0 and same["participation_ratio"] == 1
+
+
+def test_grid_indices_are_class_balanced_random_and_sorted_by_label():
+    labels = np.repeat(np.arange(10), 100)  # a label-sorted generation: the first 100 are all 0s
+    idx = image_chains.grid_indices(labels, 100, seed=0)
+    assert len(set(idx)) == 100 and np.all(np.bincount(labels[idx], minlength=10) == 10)
+    assert np.all(np.diff(labels[idx]) >= 0)
+    assert not np.array_equal(idx, image_chains.grid_indices(labels, 100, seed=1))
+    skewed = np.r_[np.zeros(95, int), np.ones(5, int)]
+    assert np.bincount(skewed[image_chains.grid_indices(skewed, 20)]).tolist() == [15, 5]
+
+
+def test_autoencoder_passes_is_the_autoencoder_alone(mnist, classifier):
+    spec = tiny()
+    _, space = image_chains.generation0_model(spec, mnist, progress=False)
+    x0 = image_chains.generation_zero(mnist, 20, 0)
+    result, feats = image_chains.autoencoder_passes(space, x0, 2, classifier)
+    assert np.array_equal(result.states[1]["images"], space.decode(space.encode(x0["images"])))
+    assert len(feats) == 3 and feats[0].shape[0] == 20
+    assert result.metrics[0]["autoencoder_rms"] == pytest.approx(space.reconstruction_error(x0["images"]))

@@ -89,7 +89,11 @@ def test_the_key_leaves_out_what_extends_a_run_and_what_is_not_the_experiments()
     assert set(key) == set(spec.names()) - {"n_generations", "device"}
     assert spec.replace(n_generations=50).key() == key
     assert spec.replace(strength=0.5).key() != key
-    assert key["channel_mult"] == [1, 2, 2]  # vectors as JSON lists
+    assert key["channel_mult"] == [1] and key["autoencoder_channels"] == [16, 32, 32]  # vectors as JSON lists
+    pixel = spec.replace(space="pixel")
+    assert not any(k.startswith("autoencoder_") for k in pixel.key()), "a pixel model has no autoencoder"
+    assert pixel.replace(autoencoder_steps=7).key() == pixel.key()
+    assert spec.replace(autoencoder_steps=7).key() != key
     cfg = config.load_config("02_mnist_chains", "quick", grid_samples=4)
     assert specs.build(specs.DiffusionChainSpec, cfg).key() == key, "a plot setting never enters the key"
     assert set(specs.LucierSpec().key()) == set(specs.LucierSpec.names()) - {"n_iterations", "voice_band_db"}
