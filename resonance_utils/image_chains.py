@@ -239,12 +239,12 @@ class Retrain:
         if self.select is not None:
             data = self.select(data, ctx.rng)
         if spec.retrain == "finetune":
-            model, steps = copy.deepcopy(self.previous_model(ctx)), spec.finetune_steps
+            model, steps, lr = copy.deepcopy(self.previous_model(ctx)), spec.finetune_steps, spec.finetune_lr
         else:
-            model, steps = diffusion.make_unet(**_unet_kwargs(self.base)), spec.base_steps
+            model, steps, lr = diffusion.make_unet(**_unet_kwargs(self.base)), spec.base_steps, spec.lr
         model, _ = diffusion.train_diffusion(
             model, data["images"], data["labels"] if self.conditional else None, steps=steps,
-            batch_size=spec.batch_size, lr=spec.lr, ema_decay=spec.ema_decay or None,
+            batch_size=spec.batch_size, lr=lr, ema_decay=spec.ema_decay or None,
             cond_drop_prob=spec.cond_drop_prob if self.conditional else 0.0,
             seed=training_seed(self.seed, ctx.generation), device=spec.device, progress=self.progress,
             space=self.space)

@@ -71,17 +71,19 @@ class ImagenetChainsParams(DiagnosticThresholds, ImagenetDataSpec, DiffusionChai
     seed: int = param(0, "seeds crops, data subsets, model init, training batches and sampling noise")
     settings: str = param("latent_feedback, label_guided", "which chains to run (unconditional also works)")
     grid_samples: int = param(64, "samples per generation in the sample grids (plot setting only)", low=1)
+    quality_samples: int = param(500, "n of the generation-0 quality measures (at most half the real images)", low=2)
     # what differs from the MNIST chains' defaults: pixel space (a 32 px colour autoencoder would have to be
     # trained on 2,000 images first), so the pixel UNet and its guidance
     space = "pixel"
     base_channels = 16
     channel_mult = (1, 2, 2)
     n_generations = 10
-    samples_per_generation = 300
+    samples_per_generation = 240
     base_steps = 700
     batch_size = 64
     lr = 0.002
     finetune_steps = 60
+    finetune_lr = 0.0002  # a tenth of lr, as for MNIST
     guidance_scale = 3.0
     strength = 0.4
 
@@ -177,8 +179,8 @@ class CoevolvingModelsParams(Spec, NotebookParams):
 class MitigationsParams(Spec, NotebookParams):
     seed: int = param(0, "the chain's seed, shared by every mitigation")
     mitigation_list: str = param("none, fresh_data, accumulate, entropy_selection, self_verification", "which to run")
-    n_generations: int = param(10, "feedback steps after generation 0", low=1)
-    samples_per_generation: int = param(500, "N: samples per generation (generation 0: class-balanced real digits)",
+    n_generations: int = param(8, "feedback steps after generation 0", low=1)
+    samples_per_generation: int = param(400, "N: samples per generation (generation 0: class-balanced real digits)",
                                         low=1)
     finetune_steps: int = param(40, "training steps per generation (fine-tuned from the previous model)", low=1)
     fresh_fraction: float = param(0.2, "fresh_data: share of every training set replaced by new real digits", low=0,
@@ -199,7 +201,7 @@ class ClaimParams(ClaimMeasures, NotebookParams):
                               low=0, high=1)
     image_generations: int = param(10, "generations of each diffusion chain here (the last held_out are the "
                                    "observation's)", low=2)
-    image_samples: int = param(300, "images per generation of those chains", low=4)
+    image_samples: int = param(200, "images per generation of those chains", low=4)
     image_finetune_steps: int = param(20, "fine-tuning steps per generation of the retraining chains", low=1)
     include_mnist: bool = param(True, "rows for the MNIST diffusion chains (02's settings)")
     include_imagenet: bool = param(False, "rows for the ImageNet-5 chains (03's settings and data; the paper profile "

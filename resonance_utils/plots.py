@@ -202,9 +202,10 @@ def phenomena_figure(results: dict, drift: dict, *, autoencoder: tuple | None = 
     for ax in axes:
         ax.set_xlabel("generation")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].legend(fontsize=7)
     fig.suptitle(suptitle)
     fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               frameon=False)  # beside the panels: no curve is hidden
     return fig
 
 

@@ -201,6 +201,8 @@ class DiffusionChainSpec(DiffusionModelSpec):
                                         low=1)
     finetune_steps: int = param(40, "training steps of each later generation (fine-tuned from the previous model)",
                                 low=1)
+    finetune_lr: float = param(0.0003, "AdamW peak learning rate of that fine-tuning (a tenth of lr: the previous "
+                               "model is adapted to the new data, not retrained)", low=0, low_open=True)
     retrain: str = param("finetune", "finetune (from the previous generation's model) | scratch (base_steps from "
                          "nothing)", choices=("finetune", "scratch"))
     regime: str = param("replace", "training data of the retraining chains: replace | accumulate | fresh",

@@ -248,3 +248,21 @@ def test_autoencoder_passes_is_the_autoencoder_alone(mnist, classifier):
     assert np.array_equal(result.states[1]["images"], space.decode(space.encode(x0["images"])))
     assert len(feats) == 3 and feats[0].shape[0] == 20
     assert result.metrics[0]["autoencoder_rms"] == pytest.approx(space.reconstruction_error(x0["images"]))
+
+
+def test_finetuning_uses_finetune_lr_and_scratch_retraining_lr(mnist, classifier, monkeypatch):
+    from resonance_utils import diffusion
+    seen = []
+    real_train = diffusion.train_diffusion
+
+    def spy(model, *a, **kw):
+        seen.append((kw["steps"], kw["lr"]))
+        return real_train(model, *a, **kw)
+    spec = tiny(n_generations=1, finetune_lr=0.0004, lr=0.004)
+    image_chains.generation0_model(spec, mnist, progress=False)  # trained (and cached) before the spy
+    monkeypatch.setattr(diffusion, "train_diffusion", spy)
+    image_chains.run_image_chain(spec, "label_guided", mnist, classifier, progress=False)
+    assert seen == [(spec.finetune_steps, 0.0004)]
+    image_chains.run_image_chain(spec.replace(retrain="scratch"), "label_guided", mnist, classifier, progress=False)
+    assert seen[-1] == (spec.base_steps, 0.004)
+    assert spec.key() != spec.replace(finetune_lr=0.001).key()

@@ -209,6 +209,14 @@ def test_generation0_quality_fields_and_a_direct_recomputation(latent_model, tra
     assert q["confident_share"] == float((probs.max(1) >= latent.CONFIDENT).mean())
     with pytest.raises(ValueError, match="2n"):
         latent.generation0_quality(latent_model, clf, digits, space=space, n=150, device="cpu")
+    # other bars decide "passes" by the same values; the table shows each bar with its verdict
+    strict = latent.generation0_quality(latent_model, clf, digits, space=space, n=n, guidance_scale=2.0, ddim_steps=2,
+                                        seed=3, device="cpu", bars={"guided_accuracy": 0.0, "confident_share": 1.01,
+                                                                    "fid_ratio": 1e9})
+    assert strict["guided_accuracy"] == q["guided_accuracy"]
+    assert strict["passes"] == {"guided_accuracy": True, "confident_share": False, "fid_ratio": True}
+    table = latent.quality_table(strict)
+    assert table["bar"].tolist() == [0.0, 1.01, 1e9] and table["met"].tolist() == [True, False, True]
 
 
 def test_generation0_quality_of_an_unconditional_pixel_model(digits):
