@@ -566,6 +566,9 @@ def run_parallel(stems: list[str], profile: str, overrides: dict, *, force: bool
     finally:  # an error here: stop the notebooks this process started
         _stop_workers(procs)
         shutil.rmtree(jobs_dir, ignore_errors=True)
+        # a worker interrupted while its kernel was starting can leave that kernel's connection file behind
+        with contextlib.suppress(OSError):  # _private_dir sweeps the folders of the (now stopped) workers
+            _private_dir(profile, ".runtime").rmdir()
 
 
 def _stop_workers(procs: dict, grace: float = 15.0) -> None:
