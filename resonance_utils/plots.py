@@ -209,6 +209,38 @@ def phenomena_figure(results: dict, drift: dict, *, autoencoder: tuple | None = 
     return fig
 
 
+def generation_samples(result, *, n: int, seed: int, title: str):
+    """Sample grids of generations 0, 1, the middle and the last of one chain: each a class-balanced random sample
+    of n images ordered by label (image_chains.grid_indices)."""
+    import matplotlib.pyplot as plt
+
+    from .image_chains import grid_indices
+
+    show = sorted({0, 1, len(result) // 2, len(result) - 1})
+    fig, axes = plt.subplots(1, len(show), figsize=(3.2 * len(show), 3.4), squeeze=False)
+    for ax, g in zip(axes[0], show):
+        shown = grid_indices(result.states[g]["labels"], n, seed=seed)
+        image_grid(ax, result.states[g]["images"][shown], nrow=int(np.ceil(np.sqrt(len(shown)))))
+        ax.set_title(f"generation {g}")
+    fig.suptitle(title)
+    return fig
+
+
+def class_rows(imageset, *, per_class: int, seed: int, title: str):
+    """One row of `per_class` random images per class of a labelled ImageSet, the rows named by class."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    k = imageset.n_classes
+    fig, ax = plt.subplots(figsize=(8, 0.9 * k + 0.6))
+    grid = np.concatenate([imageset.images[rng.choice(np.flatnonzero(imageset.labels == c), per_class, replace=False)]
+                           for c in range(k)])
+    image_grid(ax, grid, nrow=k)
+    ax.set_yticks((np.arange(k) + 0.5) * (imageset.images.shape[1] + 1), imageset.class_names, fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
 FLOOR_COLOR = "0.35"
 
 

@@ -386,3 +386,13 @@ def test_coevolve_matthew(coevolved):
     assert a2.get_title() == "half-life (missing: not reached within 4 generations)"
     with pytest.raises(ValueError, match="nothing to draw"):
         plots.coevolve_matthew(part2, {}, {})
+
+
+def test_generation_samples_draws_first_second_middle_and_last_class_balanced():
+    from resonance_utils import chain
+    labels = np.repeat(np.arange(4), 10)
+    states = [{"images": np.full((40, 8, 8), g, np.uint8), "labels": labels} for g in range(9)]
+    r = chain.ChainResult(states=states, metrics=[{}] * 9, seconds=[0.0] * 9)
+    fig = plots.generation_samples(r, n=8, seed=0, title="t")
+    assert [ax.get_title() for ax in fig.axes] == ["generation 0", "generation 1", "generation 4", "generation 8"]
+    plt.close(fig)
