@@ -182,7 +182,7 @@ class MitigationsParams(Spec, NotebookParams):
     n_generations: int = param(8, "feedback steps after generation 0", low=1)
     samples_per_generation: int = param(400, "N: samples per generation (generation 0: class-balanced real digits)",
                                         low=1)
-    finetune_steps: int = param(40, "training steps per generation (fine-tuned from the previous model)", low=1)
+    finetune_steps: int = param(30, "training steps per generation (fine-tuned from the previous model)", low=1)
     fresh_fraction: float = param(0.2, "fresh_data: share of every training set replaced by new real digits", low=0,
                                   high=1, low_open=True)
     keep_fraction: float = param(0.6, "entropy_selection: share of the samples kept", low=0, high=1, low_open=True)

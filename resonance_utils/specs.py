@@ -199,7 +199,9 @@ class DiffusionChainSpec(DiffusionModelSpec):
     n_generations: int = param(12, "feedback steps after generation 0 (the real subset)", low=1, extend=True)
     samples_per_generation: int = param(1000, "N: size of every generation; generation 0 is class-balanced real data",
                                         low=1)
-    finetune_steps: int = param(40, "training steps of each later generation (fine-tuned from the previous model)",
+    # 30: one quick generation at N = 1,000 stays 5x cheaper than the pixel chain before issue 15 at N = 500
+    # (python -m benchmarks.run --parts latent; 40 steps measured 4.8x)
+    finetune_steps: int = param(30, "training steps of each later generation (fine-tuned from the previous model)",
                                 low=1)
     finetune_lr: float = param(0.0003, "AdamW peak learning rate of that fine-tuning (a tenth of lr: the previous "
                                "model is adapted to the new data, not retrained)", low=0, low_open=True)

@@ -217,6 +217,14 @@ def test_generation0_quality_fields_and_a_direct_recomputation(latent_model, tra
     assert strict["passes"] == {"guided_accuracy": True, "confident_share": False, "fid_ratio": True}
     table = latent.quality_table(strict)
     assert table["bar"].tolist() == [0.0, 1.01, 1e9] and table["met"].tolist() == [True, False, True]
+    # a subset of bars (ImageNet-5's one bar) judges only those; a misspelt bar is an error, not a silent pass
+    one = latent.generation0_quality(latent_model, clf, digits, space=space, n=n, guidance_scale=2.0, ddim_steps=2,
+                                     seed=3, device="cpu", bars=latent.IMAGENET_QUALITY_BARS, feature_network="ours")
+    assert one["passes"] == {"guided_accuracy": q["guided_accuracy"] >= 0.9} and one["feature_network"] == "ours"
+    assert latent.quality_table(one)["measure"].tolist() == ["guided_accuracy"]
+    with pytest.raises(ValueError, match="fid_ration"):
+        latent.generation0_quality(latent_model, clf, digits, space=space, n=n, ddim_steps=2, device="cpu",
+                                   bars={"fid_ration": 3.0})
 
 
 def test_generation0_quality_of_an_unconditional_pixel_model(digits):
