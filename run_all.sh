@@ -6,6 +6,7 @@
 #   ./run_all.sh --only 01_lucier_room -p n_iterations=200 --force
 #   ./run_all.sh --list               the notebooks
 #   ./run_all.sh --jobs 3             up to 3 notebooks at once (each after the notebooks it reads)
+#   ./run_all.sh --rehearse           the paper profile at small counts (build/paper-rehearsal/) and its cost plan
 #   ./run_all.sh test                 pytest for resonance_utils + nbval of every notebook (smoke profile)
 set -euo pipefail
 cd "$(dirname "$0")"

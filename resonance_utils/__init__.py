@@ -18,14 +18,17 @@ Modules (import what you need; heavy libraries load lazily):
   mitigations, settings                                      what a retraining chain may train on; the settings
   recursive_diffusion, gaussian_refit, coevolution           the wider collapse literature
   run_notebooks                                              the papermill driver behind run_all.sh
+  rehearsal, costs                                           the paper profile at small counts, its cost plan;
+                                                             the hot operations' recorder
 """
 __version__ = "0.1.0"
 
 # the modules, as `from resonance_utils import *` and the notebooks see them (submodules load on first use)
-__all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "cyclegan",
+__all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "costs", "cyclegan",
            "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "features",
            "gaussian_refit", "geometry", "image_chains", "latent", "metrics", "mitigations", "notebook_params", "plots",
-           "publish", "records", "recursive_diffusion", "run_notebooks", "runtime", "settings", "specs", "store"]
+           "publish", "records", "recursive_diffusion", "rehearsal", "run_notebooks", "runtime", "settings", "specs",
+           "store"]
 
 
 def __getattr__(name):

@@ -133,8 +133,10 @@ def resolve(notebook: str, namespace: dict) -> Config:
     profile that is not None in the namespace is an override. A name papermill injected that the profile does
     not know is an error (papermill itself only warns).
     """
+    from . import costs
     from .runtime import default_profile
 
+    costs.install()  # a rehearsal (run_notebooks --rehearse) records the hot operations' costs; else nothing
     profile = namespace.get("profile") or default_profile()
     load_profile(notebook, profile)  # the profile itself is checked first
     known = params_class(notebook).names()

@@ -288,13 +288,17 @@ def _fd_halves(a: _FidHalf, b: _FidHalf) -> float:
     return float(max(diff @ diff + a.trace + b.trace - 2.0 * trace_sqrt, 0.0))
 
 
-def _psd_power(s: np.ndarray, power: float) -> np.ndarray:
-    """s^power for a symmetric PSD matrix, on its range (eigenvalues below 1e-10 of the largest count as 0)."""
+def _psd_power(s: np.ndarray, *powers: float) -> np.ndarray | list[np.ndarray]:
+    """s^power for a symmetric PSD matrix, on its range (eigenvalues below 1e-10 of the largest count as 0);
+    several powers: a list of them, from one eigendecomposition (at 2048 dimensions it costs seconds)."""
     w, v = np.linalg.eigh((s + s.T) / 2)
     keep = w > 1e-10 * max(float(w.max()), np.finfo(float).tiny)
-    wp = np.zeros_like(w)
-    wp[keep] = w[keep] ** power
-    return (v * wp) @ v.T
+    out = []
+    for power in powers:
+        wp = np.zeros_like(w)
+        wp[keep] = w[keep] ** power
+        out.append((v * wp) @ v.T)
+    return out[0] if len(powers) == 1 else out
 
 
 def _fid_first_order_variance(p: np.ndarray, q: np.ndarray, *, own_only: bool = False) -> float:
@@ -312,7 +316,7 @@ def _fid_first_order_variance(p: np.ndarray, q: np.ndarray, *, own_only: bool = 
     cp, cq = sp / len(p), sq / len(q)
 
     def transport(sa, sb):
-        root, inv_root = _psd_power(sa, 0.5), _psd_power(sa, -0.5)
+        root, inv_root = _psd_power(sa, 0.5, -0.5)
         return inv_root @ _psd_power(root @ sb @ root, 0.5) @ inv_root
 
     influence = 2.0 * x @ diff + np.einsum("ij,ij->i", x @ (eye - transport(sp, sq)), x)

@@ -223,9 +223,9 @@ class ClaimParams(ClaimMeasures, NotebookParams):
     def check(self) -> None:
         super().check()
         for name in ("image_generations", "lucier_generations", "cyclegan_generations"):
-            if self.held_out >= getattr(self, name):
-                raise ConfigError(f"held_out ({self.held_out}) must be smaller than {name} ({getattr(self, name)}): "
-                                  "the measures need generations before the held-out ones")
+            if getattr(self, name) - self.held_out < 3:  # claim's mixing and contraction windows: 3 generations
+                raise ConfigError(f"held_out ({self.held_out}) must be smaller than {name} ({getattr(self, name)}) "
+                                  "by at least 3: the measures need 3 generations before the held-out ones")
 
 
 # ------------------------------------------------------------------------------------------ the parameters cells

@@ -76,7 +76,10 @@ def list_notebooks() -> list[str]:
 
 
 def build_dir(profile: str) -> Path:
-    return store.repo_root() / "build" / profile
+    """build/<profile>/, or build/<profile>-rehearsal/ while a rehearsal runs (its stamps and logs are its own)."""
+    from . import rehearsal
+
+    return rehearsal.rehearsal_dir(profile) if rehearsal.active() else store.repo_root() / "build" / profile
 
 
 def inputs_hash(stem: str, profile: str, overrides: dict) -> str:
@@ -217,10 +220,20 @@ def run_one(stem: str, profile: str, overrides: dict, *, force: bool) -> tuple[s
     except Exception as e:  # papermill raises PapermillExecutionError with the failing cell's traceback
         with open(log, "a") as logf:
             logf.write("\n" + "".join(traceback.format_exception(e)))
+        _rehearsal_outcome(stem, profile, "failed", time.perf_counter() - t0, failure_reason(e))
         return ("failed", time.perf_counter() - t0,
                 f"{failure_reason(e)}\n    log: {log}\n    executed notebook: {executed}")
     write_stamp(stem, profile, key, run)
+    _rehearsal_outcome(stem, profile, "ran", time.perf_counter() - t0)
     return "ran", time.perf_counter() - t0, f"executed notebook: {executed}"
+
+
+def _rehearsal_outcome(stem: str, profile: str, status: str, seconds: float, reason: str = "") -> None:
+    """A rehearsal keeps each notebook's outcome and wall time beside its recorded costs (the plan reads both)."""
+    from . import rehearsal
+
+    if rehearsal.active():
+        rehearsal.record_outcome(profile, stem, status=status, seconds=seconds, reason=reason)
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -334,9 +347,15 @@ def _private_dir(profile: str, kind: str) -> Path:
 def _kernel_env(profile: str, run: str):
     """The kernel's environment for one notebook: its run id (recorded with every output), and a private
     folder for its connection file, removed afterwards."""
+    from . import costs, rehearsal
+
     runtime_dir = _private_dir(profile, ".runtime")
-    saved = {k: os.environ.get(k) for k in ("RESONANCE_RUN_ID", "JUPYTER_RUNTIME_DIR")}
+    saved = {k: os.environ.get(k) for k in ("RESONANCE_RUN_ID", "JUPYTER_RUNTIME_DIR", costs.ENV)}
     os.environ["RESONANCE_RUN_ID"], os.environ["JUPYTER_RUNTIME_DIR"] = run, str(runtime_dir)
+    if rehearsal.active():  # the kernel records its hot operations' costs (costs.op) in this file
+        path = rehearsal.costs_path(profile, run.rsplit("-", 1)[0])
+        path.unlink(missing_ok=True)
+        os.environ[costs.ENV] = str(path)
     try:
         yield
     except BaseException:
@@ -646,6 +665,9 @@ def main(argv=None) -> int:
                     help="run up to N notebooks at once, each in its own process, after the notebooks they read; "
                          "1: one after the other in this process; auto (default): one per GPU, or 2 on a CPU "
                          "with 2 or more cores")
+    ap.add_argument("--rehearse", action="store_true",
+                    help="the paper profile's parameters with the counts of rehearsal.COUNTS (a few generations, "
+                         "samples, steps), into build/paper-rehearsal/; ends with the full run's cost plan")
     ap.add_argument("--refresh-checks", action="store_true",
                     help="(developers) after a smoke run, store its NBVAL_CHECK_OUTPUT outputs in notebooks/")
     for hidden in ("--worker", "--worker-overrides", "--worker-result"):  # one notebook of a --jobs N run
@@ -665,6 +687,13 @@ def main(argv=None) -> int:
     from .runtime import default_profile
 
     profile = args.profile or default_profile()
+    if args.rehearse:  # rehearsal.COUNTS are cuts of the paper profile's counts
+        from . import rehearsal
+
+        if args.profile not in (None, "paper"):
+            ap.error(f"--rehearse rehearses the paper profile, not {args.profile}")
+        profile = "paper"
+        rehearsal.enter(profile)
     names = list_notebooks()
     if args.list:
         for n in names:
@@ -684,6 +713,8 @@ def main(argv=None) -> int:
     try:
         for stem in selected:
             overrides[stem] = config.check_overrides(stem, profile, args.params)
+            if args.rehearse:  # the user's -p wins over the rehearsal's counts
+                overrides[stem] = rehearsal.counts(stem) | overrides[stem]
     except config.ConfigError as e:
         hint = " (use --only to pick the notebook it belongs to)" if len(selected) > 1 else ""
         print(f"error: {e}{hint}", file=sys.stderr)
@@ -716,6 +747,8 @@ def main(argv=None) -> int:
         return interrupted_exit_code()
     write_run_times(profile, selected, results, time.perf_counter() - total, jobs=1, force=args.force)
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
+    if args.rehearse:
+        _print_plan(profile, selected, overrides)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)
         return 1
@@ -756,10 +789,21 @@ def _main_parallel(selected, profile, overrides, args, total) -> int:
     failed = [s for s in todo if results[s][0] == "failed"]
     write_run_times(profile, selected, results, time.perf_counter() - total, jobs=max(jobs, 1), force=args.force)
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
+    if args.rehearse:
+        _print_plan(profile, selected, overrides)
     if failed:
         print(f"FAILED: {', '.join(failed)} (see the logs above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_plan(profile: str, selected: list[str], overrides: dict) -> None:
+    """The full run's cost plan from this rehearsal (rehearsal.write_plan), printed and written."""
+    from . import rehearsal
+
+    md, paths = rehearsal.write_plan(profile, selected, overrides)
+    print("\n" + md, flush=True)
+    print("plan written to " + ", ".join(str(p) for p in paths), flush=True)
 
 
 if __name__ == "__main__":

@@ -387,7 +387,7 @@ class DiagnosticThresholds(Spec):
 class ClaimMeasures(Spec):
     """The thresholds of the claim's measures, one set for every row and the calibration: our reconstruction."""
     seed: int = param(0, "seeds the starting sets, every chain's own noise stream and the bootstraps")
-    held_out: int = param(3, "last generations held out of the prediction and read by the observation", low=1)
+    held_out: int = param(3, "last generations held out of the prediction and read by the observation", low=2)
     pca_components: int = param(10, "directions every measure of a row works in (leading PCA axes of all its "
                                 "clouds)", low=1)
     mixing_eps: float = param(0.05, "mixing time: generations for the between-start excess to fall to this share",

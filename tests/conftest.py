@@ -7,6 +7,11 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "rehearsal: runs notebooks of the paper profile at rehearsal counts (minutes; "
+                            "deselect with -m 'not rehearsal')")
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("RESONANCE_DATA_DIR", str(tmp_path / "data"))

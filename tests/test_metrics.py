@@ -214,8 +214,17 @@ def test_resplit_distance_matches_frechet_distance_in_both_paths():
         a, b = rng.standard_normal((rows, dim)), rng.standard_normal((rows, dim)) * 1.5 + 0.3
         ha, hb = M._FidHalf(a), M._FidHalf(b)
         assert ha.gram == (rows <= dim)
-        expected = M.frechet_distance(*M.mean_and_covariance(a), *M.mean_and_covariance(b))
+        (ma, ca), (mb, cb) = M.mean_and_covariance(a), M.mean_and_covariance(b)
+        # reference: symmetric square roots by eigh, rounding-level eigenvalues set to 0 (the Gram case's covariances
+        # have rank 9 of 30: the square roots of 21 eigenvalues of ~1e-15 add ~7e-7, which is what scipy's sqrtm in
+        # frechet_distance gets wrong; checked against 50-digit mpmath)
+        w, v = np.linalg.eigh(ca)
+        root = (v * np.sqrt(np.where(w > 1e-10 * w.max(), w, 0))) @ v.T
+        inner = np.linalg.eigvalsh(root @ cb @ root)
+        trace_root = np.sqrt(np.where(inner > 1e-10 * inner.max(), inner, 0)).sum()
+        expected = float((ma - mb) @ (ma - mb) + np.trace(ca) + np.trace(cb) - 2 * trace_root)
         assert M._fd_halves(ha, hb) == pytest.approx(expected, rel=1e-8, abs=1e-10)
+        assert M.frechet_distance(ma, ca, mb, cb) == pytest.approx(expected, rel=1e-6)
     # a constant feature: a singular covariance, no Cholesky factor (the symmetric square root instead)
     a, b = rng.standard_normal((40, 5)), rng.standard_normal((40, 5)) + 0.2
     a[:, 0] = 1.0
