@@ -238,7 +238,7 @@ FID_SCALE = {
                                      k["03_imagenet_chains"].samples_per_generation // 2),
     "05_drift_geometry": lambda k: (k["02_mnist_chains"].n_generations, k["05_drift_geometry"].drift_resplits,
                                     k["02_mnist_chains"].samples_per_generation // 2),
-    "08_mitigations": lambda k: (k["08_mitigations"].n_generations, 20,  # metrics.cumulative_drift's default
+    "08_mitigations": lambda k: (k["08_mitigations"].n_generations, k["05_drift_geometry"].drift_resplits,  # 05's
                                  k["08_mitigations"].samples_per_generation // 2),
 }
 FID_RESPLIT_POWER = {"FID distance": 0, "FID re-split distance": 1, "FID first-order variance": 0}
