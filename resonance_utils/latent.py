@@ -40,6 +40,7 @@ from .specs import ConfigError, Spec, param
 
 TRAIN_STREAM = 11  # the autoencoder's random stream (batches and posterior noise); diffusion uses 0 and 1
 STATS_SIZE = 10_000  # training images encoded to fit the latent shift and scale (all of them when fewer)
+RECONSTRUCTION_CHECK = 1000  # of those, encoded and decoded once more for the training reconstruction error
 ENCODE_BATCH = 256  # encode/decode batch: measured on 2 CPU cores, larger batches gain nothing
 CONFIDENT = 0.9  # an unguided sample is "confidently a digit" when the classifier's top probability is at least this
 QUALITY_BARS = {"guided_accuracy": 0.98, "confident_share": 0.90, "fid_ratio": 3.0}  # issue 15's bars (MNIST)
@@ -305,7 +306,7 @@ def train_autoencoder(images, spec: AutoencoderSpec | None = None, *, progress: 
     info = {"seconds": round(train_s, 1), "steps": steps, "n_train": int(n),
             "rec_loss_first_100": float(rec_losses[:100].mean()), "rec_loss_last_100": float(rec_losses[-100:].mean()),
             "kl_last_100": float(kls[-100:].mean()), "shift": shift, "scale": 1.0 / std, "clip_range": clip,
-            "train_reconstruction_rms": space.reconstruction_error(x[stats_idx[:1000]])}
+            "train_reconstruction_rms": space.reconstruction_error(x[stats_idx[:RECONSTRUCTION_CHECK]])}
     return space, info
 
 

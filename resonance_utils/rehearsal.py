@@ -150,10 +150,14 @@ def _base_counts(c, quality_n: int) -> dict:
            "classifier features": 6 * quality_n}  # 2n real, then classify + embed of both sample sets
     if c.space == "latent":
         real = c.base_train_size or MNIST_TRAIN
-        out["autoencoder training"] = c.autoencoder_steps * 64
-        # the latent statistics (STATS_SIZE images) and a reconstruction check of 1,000 after training; the
-        # generation-0 model's training set encoded once; the quality samples decoded
-        out["autoencoder passes"] = min(real, 10000) + 2 * min(real, 1000) + real + 2 * quality_n
+        from .latent import RECONSTRUCTION_CHECK, STATS_SIZE
+        from .specs import DiffusionChainSpec, build
+
+        out["autoencoder training"] = c.autoencoder_steps * build(DiffusionChainSpec, c).autoencoder_spec().batch_size
+        # the latent statistics and a reconstruction check after training; the generation-0 model's training set
+        # encoded once; the quality samples decoded
+        out["autoencoder passes"] = (min(real, STATS_SIZE) + 2 * min(real, RECONSTRUCTION_CHECK) + real +
+                                     2 * quality_n)
     return out
 
 
@@ -360,6 +364,9 @@ def plan(profile: str, notebooks: list[str], overrides: dict | None = None) -> d
         # FID's eigendecompositions are numpy's: on a GPU machine they still run on its CPU
         row["cpu_side_seconds"] = sum(o["projected_seconds"] for o in row["ops"] if o["op"] in FID_RESPLIT_POWER)
         row["projected_gpu_seconds"] = row["full_flops"] / GPU_FLOPS + row["cpu_side_seconds"]
+        # an operation the parameters call for that the rehearsal never ran: read from a cache (a chain or model
+        # of an earlier rehearsal), so this row undercounts it
+        row["unrecorded"] = sorted(k for k, v in full.items() if v is not FIXED and v > 0 and k not in by_op)
         row["memory"] = (_memory(nb, row, resolved(profile, nb, rehearse=False, overrides=_structure(overrides)))
                          if row["ops"] else {})
         out["notebooks"][nb] = row
@@ -447,6 +454,11 @@ def plan_markdown(p: dict) -> str:
                      f"{_fmt_s(gpu) if row['ops'] else 'CPU-only'} | {_fmt_s(row['cpu_side_seconds'])} | "
                      f"{_fmt_b(row['peak_rss_bytes'])} | "
                      f"{_fmt_b(m.get('projected_peak_bytes'))} | {'YES' if gpu > 7200 else 'no'} |")
+    cached = {nb: row["unrecorded"] for nb, row in p["notebooks"].items() if row.get("unrecorded")}
+    if cached:
+        lines += ["", "**Undercounted (read from a cache, not run): " + "; ".join(
+            f"{nb}: {', '.join(ops)}" for nb, ops in cached.items()) + "**. Delete build/paper-rehearsal/data/ "
+            "(or point RESONANCE_DATA_DIR at an empty folder) and rehearse again for a full plan."]
     if failed:
         lines += ["", f"**Not rehearsed to the end: {', '.join(failed)}**; their rows hold what ran before the failure."]
     if p["disk"]:

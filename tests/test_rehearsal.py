@@ -202,3 +202,19 @@ def test_what_the_claims_calibration_needs_fails_before_anything_runs():
         config.load_config("09_claim", "paper", held_out=1)
     with pytest.raises(config.ConfigError, match="by at least 3"):
         config.load_config("09_claim", "paper", held_out=2, image_generations=4)
+
+
+def test_the_plan_flags_operations_read_from_a_cache(tmp_path, monkeypatch):
+    """A rehearsal whose chains were cached records no training or sampling: the plan must say it undercounts."""
+    monkeypatch.setenv("RESONANCE_REHEARSAL_DIR", str(tmp_path / "rehearsal"))
+    monkeypatch.setenv("RESONANCE_DATA_DIR", str(tmp_path / "data"))
+    path = rehearsal.costs_path("paper", "08_mitigations")
+    path.parent.mkdir(parents=True)
+    op = {"op": "classifier features", "model": "MnistClassifier 0.42M", "unit": "images", "calls": 1, "units": 100,
+          "seconds": 0.1, "flops": 10 ** 9, "saved_bytes_per_unit_max": 0.0, "batch_max": 0}
+    path.write_text(json.dumps({"ops": [op], "peak_rss_bytes": 2 ** 30,
+                                "outcome": {"status": "ran", "seconds": 5.0, "reason": ""}}))
+    plan = rehearsal.plan("paper", ["08_mitigations"])
+    assert {"diffusion training", "DDIM denoising"} <= set(plan["notebooks"]["08_mitigations"]["unrecorded"])
+    assert "classifier features" not in plan["notebooks"]["08_mitigations"]["unrecorded"]
+    assert "Undercounted (read from a cache" in rehearsal.plan_markdown(plan | {"device": "cpu"})
