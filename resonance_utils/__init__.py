@@ -6,6 +6,7 @@ Modules (import what you need; heavy libraries load lazily):
   runtime  device, seeding, threads, AMP                     store    atomic files, run folders, the manifest
   publish  a notebook's figures, tables and numbers          plots    the seaborn theme, figures, stamps
   chain    the generational Markov chain runner              audio    the Lucier room loop and its physics
+  ensemble many chains at once: in process, or as Ray tasks
   data, features, diffusion, image_chains                    MNIST, feature networks, DDPM/DDIM, the chains
   latent                                                     chain spaces: a fixed autoencoder's latents, pixels
   metrics, geometry, diagnostics                             drift, phases, FID/KID; geometry, the taxonomy;
@@ -17,6 +18,8 @@ Modules (import what you need; heavy libraries load lazily):
   attractors                                                 attractors and basins of deterministic maps
   mitigations, settings                                      what a retraining chain may train on; the settings
   recursive_diffusion, gaussian_refit, coevolution           the wider collapse literature
+  sweep                                                      where resonance stops: notebook 10's grid, its cells'
+                                                             verdicts and boundaries, the closed-form counterpart
   run_notebooks                                              the papermill driver behind run_all.sh
   rehearsal, costs                                           the paper profile at small counts, its cost plan;
                                                              the hot operations' recorder
@@ -25,10 +28,10 @@ __version__ = "0.1.0"
 
 # the modules, as `from resonance_utils import *` and the notebooks see them (submodules load on first use)
 __all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "costs", "cyclegan",
-           "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "features",
+           "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "ensemble", "features",
            "gaussian_refit", "geometry", "image_chains", "latent", "metrics", "mitigations", "notebook_params", "plots",
            "publish", "records", "recursive_diffusion", "rehearsal", "run_notebooks", "runtime", "settings", "specs",
-           "store"]
+           "store", "sweep"]
 
 
 def __getattr__(name):

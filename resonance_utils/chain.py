@@ -19,6 +19,7 @@ without them (unverified).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import socket
@@ -37,6 +38,29 @@ META = "meta.json"
 EXTRAS = "extras.json"  # files added to a committed generation: name -> {"size", "sha256"}
 LOCK = ".lock"  # in the run folder: held while generations are computed
 META_FORMAT = 2  # 2: meta.json lists every file with its size and sha256
+
+
+# who hears of each generation a chain has (committed or read back): listener(generation, run_dir), set with
+# `listening`; the ensemble's progress bar counts generations of chains that are still running with it
+_generation_listener: contextvars.ContextVar[Callable[[int, Path | None], None] | None] = \
+    contextvars.ContextVar("generation_listener", default=None)
+
+
+@contextlib.contextmanager
+def listening(listener: Callable[[int, Path | None], None]):
+    """Within the block, every run_chain calls listener(generation, run_dir) after each generation it reads back
+    or commits (generation 0 included)."""
+    token = _generation_listener.set(listener)
+    try:
+        yield
+    finally:
+        _generation_listener.reset(token)
+
+
+def _heard(generation: int, run_dir: Path | None) -> None:
+    listener = _generation_listener.get()
+    if listener is not None:
+        listener(generation, run_dir)
 
 
 class ChainWarning(UserWarning):
@@ -273,6 +297,7 @@ def run_chain(step: Callable[[Any, StepContext], Any], initial, n_generations: i
             states.append(state)
             mets.append(meta.get("metrics", {}))
             secs.append(meta.get("seconds", 0.0))
+            _heard(g, run_dir)
 
     if run_dir is not None:
         read_back()
@@ -300,6 +325,7 @@ def run_chain(step: Callable[[Any, StepContext], Any], initial, n_generations: i
                 mets.append(met)
                 secs.append(time.perf_counter() - t0)
                 computed.append(g)
+                _heard(g, run_dir)
                 if g:
                     bar.update(1)
         finally:

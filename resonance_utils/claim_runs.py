@@ -75,24 +75,48 @@ def calibration_table(runs, options: ClaimMeasures, *, seeds: int) -> list[dict]
 # ------------------------------------------------------------------------------------------------ image chains
 
 
-def image_setting_run(spec: DiffusionChainSpec, setting: str, real, classifier, *, title: str, data_name: str, feature_space: str,
-                      n_starts: int, n_replicates: int, skew: float, seed: int,
-                      progress: bool = True) -> SettingRun:
+@dataclass
+class ImageSettingPlan:
+    """One diffusion setting's chains for its claim row, as ensemble jobs (ensemble.image_chain_job), and what
+    the row says about them; image_setting_runs makes the row's SettingRun from the ensemble's results."""
+
+    setting: str  # the image_chains setting
+    title: str
+    data: str
+    feature_space: str
+    classifier: object  # its embedding is the row's clouds
+    jobs: list  # every start's replicates, start by start
+    names: list  # [start][replicate] job names
+
+
+def image_setting_plan(spec: DiffusionChainSpec, setting: str, real, classifier, *, title: str, data_name: str,
+                       feature_space: str, n_starts: int, n_replicates: int, skew: float, seed: int
+                       ) -> ImageSettingPlan:
     """One diffusion setting of image_chains from n_starts class-skewed starts, n_replicates chains each with
-    its own noise (cached and resumable: each chain is a run folder); clouds = the classifier's embedding."""
-    from . import image_chains
+    its own noise (image_chains.replicate_seed); each chain a run folder (cached and resumable). The jobs are
+    named "<data> <setting> start s replicate r", unique across the plans of one notebook."""
+    from . import ensemble, image_chains
 
     starts = image_chains.class_skewed_starts(real, spec.samples_per_generation, n_starts, skew=skew, seed=seed)
-    clouds = []
-    for s, x0 in enumerate(starts):
-        reps = []
-        for r in range(n_replicates):
-            result = image_chains.run_image_chain(spec, setting, real, classifier, x0=x0, progress=progress,
-                                                  chain_seed=image_chains.replicate_seed(seed, s, r))
-            reps.append(image_chains.cached_features(result, network="classifier", model=classifier))
-        clouds.append(reps)
-    return SettingRun(setting=title, data=data_name, feature_space=feature_space, clouds=clouds,
-                      paired=setting == "latent_feedback")
+    names = [[f"{data_name} {setting} start {s} replicate {r}" for r in range(n_replicates)]
+             for s in range(len(starts))]
+    jobs = [ensemble.image_chain_job(spec, setting, real, classifier, name=names[s][r], x0=x0,
+                                     chain_seed=image_chains.replicate_seed(seed, s, r))
+            for s, x0 in enumerate(starts) for r in range(n_replicates)]
+    return ImageSettingPlan(setting=setting, title=title, data=data_name, feature_space=feature_space,
+                            classifier=classifier, jobs=jobs, names=names)
+
+
+def image_setting_runs(plans: list[ImageSettingPlan], results: dict) -> list[SettingRun]:
+    """The SettingRun of each plan from the ensemble's results (job name -> ChainResult): clouds = the
+    classifier's embedding of every generation, cached in the generation folders."""
+    from . import image_chains
+
+    return [SettingRun(setting=plan.title, data=plan.data, feature_space=plan.feature_space,
+                       clouds=[[image_chains.cached_features(results[name], network="classifier", model=plan.classifier)
+                                for name in replicates] for replicates in plan.names],
+                       paired=plan.setting == "latent_feedback")
+            for plan in plans]
 
 
 # ------------------------------------------------------------------------------------------------ CycleGAN

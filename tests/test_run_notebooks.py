@@ -241,7 +241,7 @@ def test_measured_quick_durations_schedule_within_the_budget():
     # with producers first and the widest consumers next, the two slots finish within 30 minutes
     durations = {"01_lucier_room": 18, "02_mnist_chains": 944, "03_imagenet_chains": 619,
                  "04_cyclegan_attractors": 383, "05_drift_geometry": 43, "06_recursive_diffusion": 49,
-                 "07_coevolving_models": 44, "08_mitigations": 520, "09_claim": 839}
+                 "07_coevolving_models": 44, "08_mitigations": 520, "09_claim": 839, "10_sweep": 121}
     log = simulate(list(durations), 2, durations, run_notebooks.resolved_dependencies("quick"))
     assert log["09_claim"][0] == log["02_mnist_chains"][1]  # the claim starts as soon as 02 is done
     assert max(end for _, end, _ in log.values()) < 30 * 60
