@@ -99,7 +99,7 @@ def load_profile(notebook: str, profile: str) -> dict:
         raise ConfigError(f"{path} must be a mapping of parameter: value")
     unknown = sorted(set(values) - set(cls.names()))
     if unknown:
-        raise ConfigError(f"{path}: unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(cls.names())}")
+        raise ConfigError(f"{path}: {unknown_names(unknown, cls.names())}")
     for k, v in values.items():
         if not isinstance(v, _SCALARS):
             raise ConfigError(f"{path}: {k} = {v!r} is a {type(v).__name__}; parameters must be bool, int, float "
@@ -118,7 +118,7 @@ def load_config(notebook: str, profile: str, **overrides) -> Config:
     changes = load_profile(notebook, profile)
     unknown = sorted(set(overrides) - set(cls.names()))
     if unknown:
-        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {notebook}; valid: {', '.join(cls.names())}")
+        raise ConfigError(f"{notebook}: {unknown_names(unknown, cls.names())}")
     try:
         params = cls(**(changes | overrides))
     except ConfigError as e:
@@ -130,39 +130,70 @@ def resolve(notebook: str, namespace: dict) -> Config:
     """The notebook's configuration from its own globals (the parameters cell and papermill's injection).
 
     `profile` "" means $RESONANCE_PROFILE, else paper on CUDA, else quick. Every other parameter of the
-    profile that is not None in the namespace is an override. A name papermill injected that the profile does
-    not know is an error (papermill itself only warns).
+    profile that is not None in the namespace is an override. In a kernel (IPython's history `In`), only the names
+    assigned by the last run of the parameters cell and by papermill's injected cell count: a name deleted from the
+    cell falls back to the profile's value instead of keeping the value an earlier run left in the kernel, and a
+    name assigned there that the notebook does not know is an error that suggests the nearest valid one (papermill
+    itself only warns).
     """
     from . import costs
     from .runtime import default_profile
 
     costs.install()  # a rehearsal (run_notebooks --rehearse) records the hot operations' costs; else nothing
-    profile = namespace.get("profile") or default_profile()
+    cell, injected = parameter_cell_names(namespace)
+    live = None if cell is None else cell | injected  # None: no history (a script), every global counts
+    profile = (namespace.get("profile") if live is None or "profile" in live else None) or default_profile()
     load_profile(notebook, profile)  # the profile itself is checked first
     known = params_class(notebook).names()
-    injected = _papermill_injected_names(namespace)
-    unknown = sorted(injected - set(known) - {"profile"})
+    unknown = sorted((live or injected) - set(known) - {"profile"})
     if unknown:
-        raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for {notebook}; valid: profile, "
-                          f"{', '.join(known)}")
-    overrides = {k: namespace[k] for k in known if namespace.get(k) is not None}
+        raise ConfigError(f"{notebook}: the parameters cell sets {unknown_names(unknown, ['profile', *known])}")
+    overrides = {k: namespace[k] for k in known if (live is None or k in live) and namespace.get(k) is not None}
     return load_config(notebook, profile, **overrides)
 
 
-def _papermill_injected_names(namespace: dict) -> set[str]:
-    """Names assigned in papermill's injected cell (it starts with '# Parameters'), read from IPython's history."""
-    names: set[str] = set()
+# the second line of every notebook's parameters cell (notebook_params.parameters_cell): how the history finds it
+PARAMETERS_CELL_MARK = "# None = the profile's value."
+
+
+def parameter_cell_names(namespace: dict) -> tuple[set[str] | None, set[str]]:
+    """From IPython's input history `In`: the names assigned by the last run of the parameters cell (None when the
+    history holds no run of it) and those of papermill's injected cell (it starts with '# Parameters') after it."""
+    cell, injected = None, set()
     for src in namespace.get("In", []) or []:
-        if isinstance(src, str) and src.lstrip().startswith("# Parameters"):
-            names = set()
-            try:
-                tree = ast.parse(src)
-            except SyntaxError:
-                continue
-            for node in tree.body:
-                if isinstance(node, ast.Assign):
-                    names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        names = _assigned_names(src) if isinstance(src, str) else None
+        if names is None:  # a cell that does not parse did not run: what held before holds
+            continue
+        if PARAMETERS_CELL_MARK in src:
+            cell, injected = names, set()
+        elif src.lstrip().startswith("# Parameters"):
+            injected = names
+    return cell, injected
+
+
+def _assigned_names(src: str) -> set[str] | None:
+    """Names a cell assigns at top level; None when it does not parse."""
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return None
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
     return names
+
+
+def unknown_names(unknown, valid) -> str:
+    """'unknown parameter(s) a (did you mean b?), c; valid: ...' for an error message."""
+    from difflib import get_close_matches
+
+    named = []
+    for name in unknown:
+        near = get_close_matches(name, list(valid), n=1, cutoff=0.6)
+        named.append(f"{name} (did you mean {near[0]}?)" if near else name)
+    return f"unknown parameter(s) {', '.join(named)}; valid: {', '.join(valid)}"
 
 
 def check_overrides(notebook: str, profile: str, pairs: list[str]) -> dict:

@@ -289,11 +289,13 @@ class SweepParams(EnsembleSpec, ClaimMeasures, NotebookParams):
 def parameters_cell(stem: str) -> str:
     """The source of a notebook's papermill parameters cell: every parameter with its meaning, None = the profile's
     value (a user changes one here; run_all.sh and papermill inject theirs below it)."""
+    from .config import PARAMETERS_CELL_MARK  # config.resolve finds the cell in the kernel's history by it
+
     cls = NOTEBOOKS[stem]
     docs = cls.docs()
     width = max(map(len, docs))
     lines = ['profile = ""  # smoke, quick or paper; empty: $RESONANCE_PROFILE, else paper on CUDA, else quick',
-             f"# None = the profile's value. Defaults: {cls.__name__} in resonance_utils/notebook_params.py; what a",
+             f"{PARAMETERS_CELL_MARK} Defaults: {cls.__name__} in resonance_utils/notebook_params.py; what a",
              f"# profile changes: params/{stem}/<profile>.yaml. Values are checked (type, range) before anything runs."]
     lines += [f"{name + ' = None':<{width + 7}}  # {doc}" for name, doc in docs.items()]
     return "\n".join(lines)

@@ -19,6 +19,7 @@ next run).
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -72,7 +73,8 @@ def notebooks_dir() -> Path:
 
 
 def list_notebooks() -> list[str]:
-    return sorted(p.stem for p in notebooks_dir().glob("[0-9]*.ipynb"))
+    """The project's notebooks, NN_name.ipynb (not a copy JupyterLab names 'NN_name-Copy1')."""
+    return sorted(p.stem for p in notebooks_dir().glob("[0-9]*.ipynb") if re.fullmatch(r"\d\d_\w+", p.stem))
 
 
 def build_dir(profile: str) -> Path:
@@ -99,19 +101,52 @@ def inputs_hash(stem: str, profile: str, overrides: dict) -> str:
                             store.package_source_hash().encode())
 
 
-def ensure_kernel() -> None:
-    """Register this interpreter as the 'resonance' Jupyter kernel (per user), so JupyterLab users get it too."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+def clone_kernel_name(root: Path | None = None) -> str:
+    """The per-user Jupyter kernel of one clone: 'resonance-' and a hash of the clone's path."""
+    root = Path(root or store.repo_root()).resolve()
+    return f"{KERNEL}-{store.hash_bytes(str(root).encode())[:8]}"
 
-    try:
-        spec = KernelSpecManager().get_kernel_spec(KERNEL)
-        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
-            return
-    except NoSuchKernel:
-        pass
-    from ipykernel.kernelspec import install
 
-    install(user=True, kernel_name=KERNEL, display_name="Python (resonance)")
+def ensure_kernel(*, root: Path | None = None, executable: str | None = None, prefix: str | None = None) -> str:
+    """Register a clone's interpreter as its Jupyter kernels; returns the per-user kernel's name.
+
+    - 'resonance' inside the environment itself (prefix, default sys.prefix: .venv/share/jupyter/kernels), which
+      is the name the notebooks carry: a JupyterLab started from .venv opens them with it, no dialog;
+    - 'resonance-<hash of the clone's path>' per user, displayed as "Python (resonance: <path>)", for a JupyterLab
+      started from elsewhere. Another clone has another name: neither re-points the other.
+    A per-user 'resonance' (what set-up registered before, shared by every clone) is removed: it would hide the
+    environment's own from every JupyterLab."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    root = Path(root or store.repo_root()).resolve()
+    ksm = KernelSpecManager()
+    user_dir = Path(ksm.user_kernel_dir)
+    if (user_dir / KERNEL / "kernel.json").exists():
+        shutil.rmtree(user_dir / KERNEL)
+        print(f"removed the per-user Jupyter kernel '{KERNEL}' (shared by every clone); this clone's is "
+              f"'{clone_kernel_name(root)}'", file=sys.stderr)
+    argv = [str(executable or sys.executable), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    name = clone_kernel_name(root)
+    env_dir = Path(prefix or sys.prefix) / "share" / "jupyter" / "kernels"
+    for folder, display in ((env_dir / KERNEL, "Python (resonance)"),
+                            (user_dir / name, f"Python (resonance: {root})")):
+        spec = {"argv": argv, "display_name": display, "language": "python",
+                "metadata": {"resonance_clone": str(root)}}
+        path = folder / "kernel.json"
+        if path.exists() and json.loads(path.read_text()) == spec:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        with store.atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(spec, indent=1))
+    return name
+
+
+def this_interpreter_kernel_spec():
+    """The kernel papermill runs: the interpreter that runs it (whatever a kernel registry says)."""
+    from jupyter_client.kernelspec import KernelSpec
+
+    return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                      display_name="Python (resonance, this run)", language="python")
 
 
 SKIPPED = ("skipped", 0.0, "unchanged (use --force to rerun)")
@@ -282,6 +317,12 @@ def kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
     class GuardedKernelManager(AsyncKernelManager):
+        @property
+        def kernel_spec(self):  # never another clone's interpreter, whatever the registered kernel points at
+            if self._kernel_spec is None:
+                self._kernel_spec = this_interpreter_kernel_spec()
+            return self._kernel_spec
+
         async def _async_pre_start_kernel(self, **kw):
             if not self.connection_file:  # jupyter_client's default is a mkstemp file in the system's temp folder
                 folder = os.environ.get("JUPYTER_RUNTIME_DIR") or tempfile.gettempdir()
@@ -436,6 +477,55 @@ def refresh_checks(stem: str) -> int:
     with store.atomic_path(src_path) as tmp:
         nbformat.write(src, str(tmp))
     return n
+
+
+# ------------------------------------------------------------------------------- notebooks saved from a kernel
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"  # the first line of a cell whose outputs nbval compares
+
+
+def saved_tweaks(stem: str, *, outputs: bool = True) -> list[str]:
+    """What a tracked notebook saved from JupyterLab (autosave) changed, as sentences: values set in its
+    parameters cell (papermill would run them as standing overrides in every profile) and, with outputs, a kernel
+    run's outputs saved over the stored ones (nbval compares the '# NBVAL_CHECK_OUTPUT' cells' outputs, which
+    --refresh-checks stores alone, execution count 1). Empty when the notebook is as the repository keeps it (a
+    cell that differs from the generated one but sets nothing is tests/test_specs.py's concern, not a user's)."""
+    import nbformat
+    from .notebook_params import NOTEBOOKS, parameters_cell
+
+    path = notebooks_dir() / f"{stem}.ipynb"
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:  # noqa: BLE001 - a damaged file is reported, whatever the reader raised
+        return [f"{path} cannot be read as a notebook ({type(e).__name__}: {e})"]
+    problems = []
+    cell = next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if stem in NOTEBOOKS and cell is not None and cell.source != parameters_cell(stem):
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError as e:
+            return [f"notebooks/{stem}.ipynb: its parameters cell does not parse ({e.msg}, line {e.lineno})"]
+        # what the user set: every assignment other than the generated 'name = None' and 'profile = ""'
+        values = {t.id: ast.get_source_segment(cell.source, node.value) for node in tree.body
+                  if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+                  and not (isinstance(node.value, ast.Constant) and node.value.value in (None, ""))}
+        if values:
+            fix = " ".join(f"--profile {v.strip(chr(34) + chr(39))}" if k == "profile" else f"-p {k}={v}"
+                           for k, v in values.items())
+            problems.append(f"notebooks/{stem}.ipynb: its saved parameters cell sets "
+                            f"{', '.join(f'{k} = {v}' for k, v in values.items())}, a standing override in every "
+                            f"profile; pass `{fix}` instead")
+    if outputs:
+        ran = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and not c.source.lstrip().startswith(
+            CHECK_MARK) and (c.get("outputs") or c.get("execution_count"))]
+        checks = [c for c in nb.cells if c.cell_type == "code" and c.source.lstrip().startswith(CHECK_MARK)]
+        if ran or any(c.get("execution_count") != 1 or not c.get("outputs") for c in checks):
+            problems.append(f"notebooks/{stem}.ipynb: saved after a run in a kernel (outputs in "
+                            f"{len(ran)} cell(s)); its check outputs are no longer the stored smoke-profile ones "
+                            "that nbval compares")
+    if problems:
+        problems.append(f"  restore it with `git checkout notebooks/{stem}.ipynb` (to keep a tweak, save a copy "
+                        "outside notebooks/, or pass the value with -p)")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------ parallel runs
@@ -709,6 +799,11 @@ def main(argv=None) -> int:
                 print(f"error: no notebook matches --only {w!r}; notebooks: {', '.join(names)}", file=sys.stderr)
                 return 2
             selected += [h for h in hits if h not in selected]
+    # a tweak JupyterLab autosaved into a tracked notebook would be a standing override: said before anything runs
+    tweaks = [line for stem in selected for line in saved_tweaks(stem, outputs=False)]
+    if tweaks:
+        print("error: " + "\n".join(tweaks), file=sys.stderr)
+        return 2
     overrides = {}
     try:
         for stem in selected:

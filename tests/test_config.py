@@ -62,6 +62,52 @@ def test_resolve_reads_the_namespace_and_rejects_what_papermill_injected_unknown
     assert config.resolve("01_lucier_room", {"profile": ""}).profile == "smoke"
 
 
+def _kernel_namespace(cell_source: str, *history: str) -> dict:
+    """What a kernel's globals hold after running the history, then the parameters cell (IPython's `In` too)."""
+    ns = {}
+    for src in (*history, cell_source):
+        exec(src, ns)
+    ns.pop("__builtins__")
+    ns["In"] = ["", *history, cell_source]
+    return ns
+
+
+def test_resolve_reads_only_the_last_run_of_the_parameters_cell(monkeypatch):
+    from resonance_utils.notebook_params import parameters_cell
+
+    monkeypatch.delenv("RESONANCE_PROFILE", raising=False)
+    cell = parameters_cell("01_lucier_room").replace('profile = ""', 'profile = "smoke"')
+    tweaked = cell.replace("n_iterations = None", "n_iterations = 7")
+    assert tweaked != cell
+    assert config.resolve("01_lucier_room", _kernel_namespace(tweaked)).n_iterations == 7
+    # the tweak's line deleted and the cell rerun: the kernel still holds 7, the profile's value counts
+    deleted = "\n".join(line for line in cell.splitlines() if not line.startswith("n_iterations"))
+    ns = _kernel_namespace(deleted, tweaked)
+    assert ns["n_iterations"] == 7
+    smoke = config.load_config("01_lucier_room", "smoke")
+    assert config.resolve("01_lucier_room", ns).n_iterations == smoke.n_iterations != 7
+    # a misspelling in the cell is an error naming it and the nearest valid name, before anything runs
+    with pytest.raises(ConfigError, match=r"n_iteration \(did you mean n_iterations\?\)"):
+        config.resolve("01_lucier_room", _kernel_namespace(cell + "\nn_iteration = 20"))
+    # papermill's injected cell after the parameters cell counts; a parameters cell that does not parse did not run
+    ns = _kernel_namespace(cell)
+    ns["n_iterations"] = 9
+    ns["In"] += ["# Parameters\nn_iterations = 9\n", cell + "\nn_iterations = ("]
+    assert config.resolve("01_lucier_room", ns).n_iterations == 9
+    # a range is checked in the notebook's own name
+    with pytest.raises(ConfigError, match="'n_iterations' must be >= 1"):
+        config.resolve("01_lucier_room", _kernel_namespace(cell.replace("n_iterations = None", "n_iterations = -5")))
+
+
+def test_parameter_cells_carry_the_mark_resolve_finds_them_by():
+    from resonance_utils.notebook_params import NOTEBOOKS, parameters_cell
+
+    for stem in NOTEBOOKS:
+        cell = parameters_cell(stem)
+        names, injected = config.parameter_cell_names({"In": [cell]})
+        assert names == {"profile", *NOTEBOOKS[stem].names()} and injected == set()
+
+
 def test_parse_vector():
     assert config.parse_vector("room_dims", "6, 5.5,3.2", 3) == (6.0, 5.5, 3.2)
     with pytest.raises(ConfigError, match="room_dims.*needs 3 numbers"):
