@@ -444,3 +444,16 @@ def test_synthetic_builders_reject_bad_parameters():
         C.double_well_chains(stiffness=(1.0, 2.0))
     with pytest.raises(ValueError, match="dim must be an integer >= 2"):
         C.isometry_chains(dim=1)
+
+
+def test_weighted_covariances_equal_numpy_cov_of_the_resampled_rows():
+    """Bootstrap covariances from resampling counts against np.cov of the rows repeated by those counts."""
+    from resonance_utils.claim import _weighted_covariances
+
+    r = np.random.default_rng(7)
+    x = r.normal(size=(40, 5)) @ r.normal(size=(5, 5))
+    counts = r.multinomial(40, np.full(40, 1 / 40), size=6).astype(float)
+    got = _weighted_covariances(x, counts)
+    for c, cov in zip(counts, got):
+        np.testing.assert_allclose(cov, np.cov(np.repeat(x, c.astype(int), axis=0), rowvar=False), rtol=1e-10,
+                                   atol=1e-12)
