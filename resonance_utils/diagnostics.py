@@ -46,6 +46,14 @@ def drift_numbers(drift: dict) -> dict:
             for name, d in drift.items()}
 
 
+def drift_report(drift: dict) -> str:
+    """One line per chain of drift_and_phases' result: the cumulative FID per generation, its floor, the n it was
+    measured at and where the phases change."""
+    return "\n".join(f"{s:16s} FID at n={d['cumulative'].n} per half: cumulative {np.round(d['cumulative'].values, 2)}, "
+                     f"floor {np.round(d['cumulative'].floor, 2)}; phases from {d['phases'].boundaries}"
+                     for s, d in drift.items())
+
+
 def geometry_table(clouds_by_chain: dict, thresholds: DiagnosticThresholds, *, seed: int):
     """One row per chain and generation: geometry.geometry_trajectory's measures (GEOMETRY_COLUMNS)."""
     import pandas as pd

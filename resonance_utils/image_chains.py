@@ -542,3 +542,21 @@ def summary_json(result: chain.ChainResult) -> dict:
     keys = sorted({k for m in result.metrics for k in m})
     return {k: [m.get(k) for m in result.metrics] for k in keys} | {"seconds": [round(s, 2) for s in result.seconds]}
 
+
+def chains_numbers(results: dict, *, drift: dict, quality: dict, space) -> dict:
+    """What 02 and 03 write of their chains into figures/<notebook>.json: the settings, N, the chain space, the
+    generation-0 quality, the drift curves and phases, and each chain's per-generation numbers (summary_json)."""
+    from .diagnostics import drift_numbers
+
+    first = next(iter(results.values()))
+    return {"settings": list(results), "samples_per_generation": len(first.states[0]["images"]),
+            "space": space.key(), "generation0_quality": quality, "drift": drift_numbers(drift),
+            **{s: summary_json(r) for s, r in results.items()}}
+
+
+def chains_report(results: dict) -> str:
+    """One line per chain: its generations, those computed in this run (the rest were read from the cache), and
+    the seconds they took."""
+    return "\n".join(f"{s:16s} generations 0-{len(r) - 1}: computed now {r.computed or 'none'}, "
+                     f"{sum(r.seconds[g] for g in r.computed):.0f} s" for s, r in results.items())
+

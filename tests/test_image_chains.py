@@ -266,3 +266,23 @@ def test_finetuning_uses_finetune_lr_and_scratch_retraining_lr(mnist, classifier
     image_chains.run_image_chain(spec.replace(retrain="scratch"), "label_guided", mnist, classifier, progress=False)
     assert seen[-1] == (spec.base_steps, 0.004)
     assert spec.key() != spec.replace(finetune_lr=0.001).key()
+
+
+def test_chains_numbers_and_report_read_every_chain():
+    """The numbers 02 and 03 write of their chains, and the cache report they print, from the chains themselves."""
+    from types import SimpleNamespace
+
+    from resonance_utils import chain, image_chains
+
+    def result(n, computed):
+        states = [{"images": np.zeros((n, 4, 4), np.uint8)} for _ in range(3)]
+        return chain.ChainResult(states=states, metrics=[{"class_retention": 1.0 - g / 10} for g in range(3)],
+                                 seconds=[0.0, 1.5, 2.5], computed=computed)
+
+    results = {"label_guided": result(6, [2]), "unconditional": result(6, [])}
+    space = SimpleNamespace(key=lambda: {"space": "pixel"})
+    numbers = image_chains.chains_numbers(results, drift={}, quality={"guided_accuracy": 1.0}, space=space)
+    assert numbers["settings"] == ["label_guided", "unconditional"] and numbers["samples_per_generation"] == 6
+    assert numbers["label_guided"]["class_retention"] == [1.0, 0.9, 0.8] and numbers["space"] == {"space": "pixel"}
+    lines = image_chains.chains_report(results).splitlines()
+    assert "computed now [2], 2 s" in lines[0] and "computed now none, 0 s" in lines[1]
