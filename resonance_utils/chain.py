@@ -396,6 +396,14 @@ def concat_states(states: list[dict]) -> dict:
     return {k: np.concatenate([s[k] for s in states]) for k in keys}
 
 
+def fresh_count(n: int, fresh_fraction: float) -> int:
+    """How many of n samples a fresh share replaces, round(fresh_fraction n): the retraining chains' training sets
+    (training_set) and latent feedback's generations (image_chains.LatentFeedback) count it alike."""
+    if not 0.0 <= fresh_fraction <= 1.0:
+        raise ValueError(f"fresh_fraction must be in [0, 1], got {fresh_fraction}")
+    return int(round(fresh_fraction * n))
+
+
 def training_set(history: list[dict], *, regime: str = "replace", real: dict | None = None,
                  fresh_fraction: float = 0.0, rng: np.random.Generator | None = None) -> dict:
     """The data the next model is trained on, from the chain so far (history[0] is the real data).
@@ -414,12 +422,10 @@ def training_set(history: list[dict], *, regime: str = "replace", real: dict | N
         return last
     if regime == "accumulate":
         return concat_states(history)
-    if not 0.0 <= fresh_fraction <= 1.0:
-        raise ValueError(f"fresh_fraction must be in [0, 1], got {fresh_fraction}")
     pool = real if real is not None else history[0]
     rng = rng if rng is not None else np.random.default_rng(0)
     n = len(last["labels"])
-    k = int(round(fresh_fraction * n))
+    k = fresh_count(n, fresh_fraction)
     if k > len(pool["labels"]):
         raise ValueError(f"fresh_fraction={fresh_fraction} needs {k} real samples, the pool has {len(pool['labels'])}")
     keep = rng.choice(n, n - k, replace=False)

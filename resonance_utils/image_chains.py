@@ -218,7 +218,7 @@ class LatentFeedback:
             return {"images": self._feed_back(state, ctx), "labels": state["labels"]}
         n = len(state["labels"])
         rng = ctx.rng  # one generator: each ctx.rng is a new one on the same stream
-        fresh = np.sort(rng.choice(n, fresh_count(n, self.spec.fresh_fraction), replace=False))
+        fresh = np.sort(rng.choice(n, chain.fresh_count(n, self.spec.fresh_fraction), replace=False))
         kept = np.setdiff1d(np.arange(n), fresh)
         images, labels = np.empty_like(state["images"]), np.array(state["labels"], np.int64)
         if len(kept):
@@ -226,13 +226,6 @@ class LatentFeedback:
         new = fresh_real_indices(self.real_pool["labels"], len(fresh), rng)
         images[fresh], labels[fresh] = self.real_pool["images"][new], self.real_pool["labels"][new]
         return {"images": images, "labels": labels}
-
-
-def fresh_count(n: int, fresh_fraction: float) -> int:
-    """How many of n images a fresh share replaces: round(fresh_fraction n), as chain.training_set counts it."""
-    if not 0 <= fresh_fraction <= 1:
-        raise ValueError(f"fresh_fraction must lie in [0, 1], got {fresh_fraction}")
-    return int(round(fresh_fraction * n))
 
 
 def fresh_real_indices(labels, k: int, rng: np.random.Generator) -> np.ndarray:

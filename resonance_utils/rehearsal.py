@@ -238,7 +238,7 @@ def _claim_counts(cfgs) -> dict:
 def _sweep_counts(cfgs) -> dict:
     """10's image chains: every cell's starts x replicates (image_chains.run_image_chain without the autoencoder's
     own pass per generation); a latent-feedback cell feeds back only the rows its fresh share does not replace."""
-    from .image_chains import fresh_count
+    from .chain import fresh_count
     from .specs import DiffusionChainSpec, build
     from .sweep import cell_spec, cells, grid_of
 

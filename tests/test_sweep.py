@@ -8,7 +8,7 @@ import pytest
 from test_image_chains import classifier, mnist  # noqa: F401 - the fixtures (MNIST, an untrained classifier)
 from test_image_chains import tiny as image_chains_tiny
 
-from resonance_utils import config, diffusion, ensemble, image_chains, specs, sweep
+from resonance_utils import chain, config, diffusion, ensemble, image_chains, specs, sweep
 from resonance_utils import recursive_diffusion as rd
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -185,9 +185,9 @@ def test_fresh_real_indices_are_balanced_distinct_and_seeded():
     assert len(image_chains.fresh_real_indices(labels, 0, np.random.default_rng(3))) == 0
     with pytest.raises(ValueError, match="class 0 of the real pool has 1 images"):
         image_chains.fresh_real_indices(np.array([0, 1, 1, 1]), 4, np.random.default_rng(0))
-    assert [image_chains.fresh_count(20, f) for f in (0, 0.1, 0.25, 0.5)] == [0, 2, 5, 10]
+    assert [chain.fresh_count(20, f) for f in (0, 0.1, 0.25, 0.5)] == [0, 2, 5, 10]
     with pytest.raises(ValueError, match="fresh_fraction"):
-        image_chains.fresh_count(20, 1.5)
+        chain.fresh_count(20, 1.5)
 
 
 def test_fresh_latent_feedback_needs_its_real_pool():
