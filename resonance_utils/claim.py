@@ -215,6 +215,17 @@ def _z(p: float) -> float:
     return float(norm.ppf(p))
 
 
+def larger_error(*, within: float, scatter: float, dof: int, alpha: float) -> tuple[float, float]:
+    """(se, q) of an estimate pooled over chains: the larger of its within-chain error (bootstrap or sampling
+    noise: the normal quantile) and the chains' scatter (Student's t with dof degrees of freedom), and the
+    two-sided quantile at level 1 - alpha that goes with it."""
+    from scipy.stats import t as student_t
+
+    if scatter > within:
+        return scatter, float(student_t.ppf(1 - alpha / 2, max(dof, 1)))
+    return within, _z(1 - alpha / 2)
+
+
 def _fit_decay(curves: np.ndarray, weights: np.ndarray, grid: np.ndarray):
     """Weighted least squares of each row of curves (m, G+1) on A rho^g with A >= 0, rho on `grid`:
     (rho (m,), A (m,), residual sum of squares (m,)). A grid search: robust to noisy, partly negative curves
@@ -921,10 +932,7 @@ def observe_outcome(chains, *, held_out: int = 3, seed: int = 0, kernel: str = "
     slope = np.mean(slopes_boot, axis=0)
     dof = n_chains * (held_out - 1) - 1
     scatter = math.sqrt(np.sum(np.square(resid)) / dof / (n_chains * (x @ x))) if dof > 0 else 0.0
-    from scipy.stats import t as student_t
-    boot_se = float(slope[1:].std(ddof=1))
-    slope_se = max(boot_se, scatter)
-    q = float(student_t.ppf(1 - alpha / 2, max(dof, 1))) if scatter > boot_se else _z(1 - alpha / 2)
+    slope_se, q = larger_error(within=float(slope[1:].std(ddof=1)), scatter=scatter, dof=dof, alpha=alpha)
     s_lo, s_hi = float(slope[0]) - q * slope_se, float(slope[0]) + q * slope_se
     tol = move_tol * start
     stationarity = "stationary" if s_hi < tol else "moving" if s_lo > tol else "undetermined"

@@ -270,15 +270,12 @@ def _run_inprocess(jobs, state: EnsembleProgress, bar: _Bar):
 
 
 # ------------------------------------------------------------------------------------------------------- Ray
-RAY_PIN = "ray==2.60.0"  # what pyproject.toml pins
-
-
 def _import_ray():
     try:
         import ray
     except ImportError as e:
-        raise ImportError(f"executor 'ray' needs the ray package: pip install '{RAY_PIN}' (pyproject.toml pins it), "
-                          "or use executor 'inprocess'") from e
+        raise ImportError("executor 'ray' needs the ray package, which pyproject.toml pins: pip install -e . in the "
+                          "checkout (./run_all.sh sets it up), or use executor 'inprocess'") from e
     return ray
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import claim
 from .specs import ConfigError, parse_vector
 
 SETTINGS = ("latent_feedback", "label_guided")
@@ -166,24 +167,18 @@ def sweep_plan(spec, *, setting: str, real, classifier, fresh_fractions, values,
     return SweepPlan(setting=setting, fresh_fractions=fresh_fractions, values=values, cells=grid, plans=plans)
 
 
-def _quantile(alpha: float, dof: int | None = None) -> float:
-    """Two-sided quantile at level 1 - alpha: Student's t with dof degrees of freedom, else the normal."""
-    from scipy.stats import norm, t
-
-    return float(t.ppf(1 - alpha / 2, dof) if dof else norm.ppf(1 - alpha / 2))
-
-
 def mean_interval(values, *, ses=None, alpha: float = 0.05) -> tuple[float, float, float]:
     """(mean, low, high) of per-chain estimates: the mean over chains, its standard error the larger of the chains'
     own errors (sqrt(sum se^2) / m, sampling noise within each chain) and their scatter (sd / sqrt(m), everything
-    that differs between chains, Student's t with m - 1 degrees of freedom), as claim.observe_outcome does."""
+    that differs between chains, Student's t with m - 1 degrees of freedom): claim.larger_error, as the claim's
+    observation uses it."""
     v = np.asarray(values, np.float64)
     m = len(v)
     if m == 0 or not np.all(np.isfinite(v)):
         return math.nan, math.nan, math.nan
     within = math.sqrt(np.sum(np.square(ses))) / m if ses is not None else 0.0
     scatter = float(v.std(ddof=1) / math.sqrt(m)) if m > 1 else 0.0
-    se, q = (scatter, _quantile(alpha, m - 1)) if scatter > within else (within, _quantile(alpha))
+    se, q = claim.larger_error(within=within, scatter=scatter, dof=m - 1, alpha=alpha)
     mean = float(v.mean())
     return mean, mean - q * se, mean + q * se
 

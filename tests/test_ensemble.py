@@ -19,7 +19,7 @@ try:
 except ImportError:  # the in-process executor needs no ray
     ray = None
 
-needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install 'ray==2.60.0')")
+needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed (pyproject.toml pins it: pip install -e .)")
 TEST_PROCESS = os.getpid()  # a step never kills this one (pickled by value into the Ray workers, it stays the same)
 
 
