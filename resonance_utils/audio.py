@@ -454,8 +454,8 @@ def _fit_rate(n: np.ndarray, d: np.ndarray, level: float) -> tuple[float, float,
 
 def multistart_mixing(room: LucierRoom, starts: dict, band: tuple[float, float], *, n_passes: int,
                       stride: int = 10, eps: float = 0.05, seed: int = 0, fit_from: int | None = None,
-                      level: float = 0.95, floor_factor: float = 2.0, noise_reference: str | None = None
-                      ) -> MixingReport:
+                      level: float = 0.95, floor_factor: float = 2.0, noise_reference: str | None = None,
+                      trajectories: list | None = None) -> MixingReport:
     """Run several starts through the loop side by side and measure how fast they forget where they started.
 
     room: a LucierRoom (its add_noise and snr_db decide whether the loop is noisy). starts: {name: waveform}, at
@@ -478,6 +478,10 @@ def multistart_mixing(room: LucierRoom, starts: dict, band: tuple[float, float],
         whose slowest is r^n with r = |G2| / |G1|: it decays like r^n from the first pass, its local rate
         rising to r as the faster bins die out. The rate is fitted on it. (1 - cos would go like r^(2n).)
     predicted_distance is `distance` for the closed form |X0| |G|^n: a noiseless circular loop must match it.
+    trajectories: for a noiseless room only, the passes already run, one list per start (in starts' order) of its
+    states at the recorded passes (chain.run_chain(room.step, room.window(start), n_passes).states[::stride] when
+    stride divides n_passes): read instead of running the passes again. A noiseless pass ignores its noise stream,
+    so this is the report the passes here would give (tested bit for bit).
 
     A noisy loop (room.add_noise) decays to a floor, not to 0: two runs of one start with independent noise end
     apart too. The reference start (noise_reference, default the first) is run a second time with noise from
@@ -549,12 +553,20 @@ def multistart_mixing(room: LucierRoom, starts: dict, band: tuple[float, float],
     if ref not in names:
         raise ValueError(f"noise_reference={noise_reference!r} is not one of the starts {list(names)}")
     i_ref = names.index(ref)
+    recorded = sorted(set(range(0, n_passes + 1, stride)) | {n_passes})
+    if trajectories is not None:
+        if noisy:
+            raise ValueError("trajectories are for a noiseless room: with noise the reference start's twin needs "
+                             "its own passes, so let multistart_mixing run them")
+        if len(trajectories) != len(names) or any(len(t) != len(recorded) for t in trajectories):
+            raise ValueError(f"trajectories must hold, for each of the {len(names)} starts, its states at the "
+                             f"{len(recorded)} recorded passes (0 to {n_passes} every {stride}), got lengths "
+                             f"{[len(t) for t in trajectories]}")
 
     gap = spectral_gap(room, band)
     freqs, gain = _window_gain(room)
     mask = _in_band(freqs, band)
     top = int(np.argmin(np.abs(freqs[mask] - gap.f1)))  # f1's index among the band's bins
-    recorded = set(range(0, n_passes + 1, stride)) | {n_passes}
     x = np.stack([room.window(w) for w in waves])  # (S, L) float32, as the chain stores it
     twin = x[i_ref].copy() if noisy else None
     with np.errstate(divide="ignore"):
@@ -565,13 +577,16 @@ def multistart_mixing(room: LucierRoom, starts: dict, band: tuple[float, float],
     iu = np.triu_indices(len(names), 1)
     rms = lambda m: float(np.sqrt(np.mean(m[iu] ** 2)))  # noqa: E731 - RMS over pairs of starts
     passes, pair, mode, noise, mode_noise, pred = [], [], [], [], [], []
-    for n in range(n_passes + 1):
-        if n:
+    at = {n: k for k, n in enumerate(recorded)}  # recorded pass -> its index in a trajectory
+    for n in (recorded if trajectories is not None else range(n_passes + 1)):
+        if trajectories is not None:
+            x = np.stack([np.asarray(t[at[n]]) for t in trajectories])
+        elif n:
             x = np.stack([room.step(x[i], SimpleNamespace(rng=generation_rng(seed + i, n)))
                           for i in range(len(names))])
             if noisy:
                 twin = room.step(twin, SimpleNamespace(rng=generation_rng(seed + i_ref, n, 1)))
-        if n not in recorded:
+        if n not in at:
             continue
         rows = x if not noisy else np.concatenate([x, twin[None]])
         mag = np.abs(sfft.rfft(rows.astype(np.float64), axis=-1))[:, mask]

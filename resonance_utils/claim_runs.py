@@ -175,7 +175,7 @@ def lucier_run(spec: LucierSpec, *, n_mels: int, mixing_times: float, generation
     passes = stride * int(generations)
     noisy = bool(spec.add_noise)
     n_reps = int(replicates) if noisy else 1
-    clouds = []
+    clouds, trajectories = [], []
     for s, sound in enumerate(starts.values()):
         reps = []
         for r in range(n_reps):
@@ -183,13 +183,14 @@ def lucier_run(spec: LucierSpec, *, n_mels: int, mixing_times: float, generation
                                   seed=runtime.generation_seed(seed, s, stream=2000 + r) % 2**31)
             reps.append([audio.logmel_frames(p, spec.sample_rate, n_mels=n_mels) for p in res.states[::stride]])
         clouds.append(reps if noisy else reps * 2)
+        trajectories.append(res.states[::stride])  # noiseless: multistart_mixing reads these passes
     n_frames = min(len(x) for reps in clouds for c in reps for x in c)
     clouds = [[[x[:n_frames] for x in c] for c in reps] for reps in clouds]  # frames paired across passes
     details = {"spectral_gap": gap, "passes": passes, "stride": stride, "predicted_mixing_time": t_mix}
     verdict, note = None, ""
     if not noisy:
         report = audio.multistart_mixing(setup.room, starts, setup.band, n_passes=passes, stride=stride, eps=eps,
-                                         seed=seed)
+                                         seed=seed, trajectories=trajectories)
         verdict = report.verdict
         note = (f"per trajectory: spectral rate {report.rate:.4g} [{report.rate_interval[0]:.4g}, "
                 f"{report.rate_interval[1]:.4g}] per pass, predicted {gap.ratio:.4g}; mixing time "

@@ -409,6 +409,23 @@ def test_noisy_loop_decays_to_its_noise_floor_at_the_predicted_rate():
     assert not np.array_equal(other.distance, rep.distance)
 
 
+def test_multistart_mixing_reads_passes_already_run():
+    """A noiseless loop's passes handed in (chain.run_chain's states, as claim_runs.lucier_run keeps them) give
+    the report that running them again gives, bit for bit; with noise, or with the wrong passes, a clear error."""
+    room, starts = designed_room(GAINS), noise_starts(3)
+    run = audio.multistart_mixing(room, starts, FULL, n_passes=60, stride=4, seed=0)
+    paths = [run_chain(room.step, room.window(s), 60, seed=9, progress=False).states[::4] for s in starts.values()]
+    read = audio.multistart_mixing(room, starts, FULL, n_passes=60, stride=4, seed=0, trajectories=paths)
+    for field in ("passes", "pair_distance", "distance", "mode_distance", "relative"):
+        np.testing.assert_array_equal(getattr(read, field), getattr(run, field))
+    assert (read.rate, read.rate_interval, read.verdict) == (run.rate, run.rate_interval, run.verdict)
+    with pytest.raises(ValueError, match="recorded passes"):
+        audio.multistart_mixing(room, starts, FULL, n_passes=60, stride=4, trajectories=[p[:-1] for p in paths])
+    with pytest.raises(ValueError, match="noiseless"):
+        audio.multistart_mixing(designed_room(GAINS, add_noise=True, snr_db=30.0), starts, FULL, n_passes=60,
+                                stride=4, trajectories=paths)
+
+
 def test_default_room_mixes_at_its_predicted_rate():
     """The real default room, two very different starts (the voice and white noise), run for two predicted
     mixing times (1760 passes, ~5 s): the fitted rate is the spectral gap's r, so the verdict does not depend on
