@@ -842,8 +842,8 @@ def iterative_mle(rates):
     a1.axhline(rates.accumulate_limit, color="0.5", lw=0.8, label="accumulate's limit sin(x)/x, x = pi/sqrt n")
     a2.axhline(np.pi**2 / (6 * n), color="0.5", lw=0.8, label="accumulate's bound pi^2 / (6 n)")
     a1.set(ylabel="E tr S_t / tr S"); a2.set(ylabel="E|mu_t - mu|^2 / tr S")
-    a1.set_title(f"variance: n = {n}, d = {rates.dim}, real share 1/(t+1) under accumulate", fontsize=9)
-    a2.set_title("mean error grows under replace, stays bounded under accumulate", fontsize=9)
+    a1.set_title(f"variance (n = {n}, d = {rates.dim})", fontsize=9)
+    a2.set_title("mean error: grows under replace, bounded under accumulate", fontsize=9)
     ours = rates.counterexample
     mean, low, high = rates.band(f"{ours.name} ({ours.regime})", "variance")
     line, = a3.semilogy(gens, mean, lw=1.4, label="ours, measured")
@@ -853,12 +853,12 @@ def iterative_mle(rates):
                 label="plain accumulate, measured")
     a3.axhline(rates.collapse_level, color="0.5", lw=0.8, ls=":", label=f"collapse level {rates.collapse_level:g}")
     a3.set(ylabel="E tr S_t / tr S")
-    a3.set_title(f"ours: newest share w = {rates.newest_share:g}, temperature {rates.temperature:g}, "
-                 f"kappa = {rates.collapse_factor:.3f}", fontsize=9)
+    a3.set_title(f"ours: w = {rates.newest_share:g}, tau = {rates.temperature:g}, kappa = "
+                 f"{rates.collapse_factor:.3f}", fontsize=9)
     for ax in (a1, a2, a3):
         ax.legend(fontsize=6.5)
-    _generation_axes(fig, (a1, a2, a3), f"Iterative MLE: replace collapses, accumulate does not, ours does "
-                     f"(mean over {rates.n_replicates} chains, {rates.level:.0%} intervals)")
+    _generation_axes(fig, (a1, a2, a3), f"Iterative MLE: replace collapses, accumulate does not (real share "
+                     f"1/(t+1)), ours does (mean over {rates.n_replicates} chains, {rates.level:.0%} intervals)")
     return fig
 
 
