@@ -18,6 +18,7 @@ Modules (import what you need; heavy libraries load lazily):
   attractors                                                 attractors and basins of deterministic maps
   mitigations, settings                                      what a retraining chain may train on; the settings
   recursive_diffusion, gaussian_refit, coevolution           the wider collapse literature
+  iterative_mle                                              refitting on accumulated data, and when it collapses
   sweep                                                      where resonance stops: notebook 10's grid, its cells'
                                                              verdicts and boundaries, the closed-form counterpart
   run_notebooks                                              the papermill driver behind run_all.sh
@@ -29,9 +30,9 @@ __version__ = "0.1.0"
 # the modules, as `from resonance_utils import *` and the notebooks see them (submodules load on first use)
 __all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "costs", "cyclegan",
            "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "ensemble", "features",
-           "gaussian_refit", "geometry", "image_chains", "latent", "metrics", "mitigations", "notebook_params", "plots",
-           "publish", "records", "recursive_diffusion", "rehearsal", "run_notebooks", "runtime", "settings", "specs",
-           "store", "sweep"]
+           "gaussian_refit", "geometry", "image_chains", "iterative_mle", "latent", "metrics", "mitigations",
+           "notebook_params", "plots", "publish", "records", "recursive_diffusion", "rehearsal", "run_notebooks",
+           "runtime", "settings", "specs", "store", "sweep"]
 
 
 def __getattr__(name):

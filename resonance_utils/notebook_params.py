@@ -174,6 +174,15 @@ class CoevolvingModelsParams(Spec, NotebookParams):
                            choices=("map", "sampled"))
     fresh_fraction: float = param(0.2, "share lam of fresh real pairs per generation in the fresh-data cases", low=0,
                                   high=1)
+    mle_samples: int = param(100, "n, samples per generation of the iterative-MLE Gaussian (part 3)", low=2)
+    mle_dim: int = param(2, "its dimension d", low=1)
+    mle_generations: int = param(100, "generations of every iterative-MLE chain (accumulate's real share: 1/(t+1))",
+                                 low=1)
+    mle_replicates: int = param(2000, "independent chains per iterative-MLE case", low=2)
+    mle_newest_share: float = param(0.5, "our counterexample: the newest generation's share w of the fit's weight",
+                                    low=0, high=1, low_open=True, high_open=True)
+    mle_temperature: float = param(0.7, "our counterexample: it samples N(mu_t, tau^2 S_t) at this tau", low=0,
+                                   high=1, low_open=True)
 
 
 @notebook("08_mitigations", reads={"02_mnist_chains": None, "05_drift_geometry": None})

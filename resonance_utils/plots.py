@@ -821,6 +821,47 @@ MIXING_COLORS = {"mixed": "#1b7837", "mixing": "#a6dba0", "separated": "#762a83"
 CONTRACTION_COLORS = {"directional": "#b35806", "uniform": "#fdb863", "none": "#8073ac", "inconclusive": "#e0e0e0"}
 
 
+def iterative_mle(rates):
+    """Part 3 of 07, iterative_mle.iterative_mle_rates: (left) E tr S_t / tr S and (middle) E|mu_t - mu|^2 / tr S
+    of the plain MLE under replace and accumulate, the mean over replicates with its interval against the closed
+    forms (accumulate: its limit sin(pi/sqrt n) / (pi/sqrt n) and the bound pi^2 / (6 n)); (right, log scale)
+    our counterexample's variance against (1 - 1/n) kappa^(t - 1), plain accumulate beside it. Returns the
+    figure."""
+    import matplotlib.pyplot as plt
+
+    gens, n = rates.generations, rates.n_samples
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(14, 3.9))
+    mle = {key: case for key, case in rates.cases.items() if case.name == "MLE"}
+    for key, case in mle.items():
+        for ax, quantity in ((a1, "variance"), (a2, "mean_error")):
+            mean, low, high = rates.band(key, quantity)
+            line, = ax.plot(gens, mean, lw=1.4, label=f"{case.regime}, measured")
+            ax.fill_between(gens, low, high, color=line.get_color(), alpha=0.25)
+            ax.plot(gens, case.predicted[quantity], "k--" if case.regime == "replace" else "k:", lw=1,
+                    label=f"{case.regime}, predicted")
+    a1.axhline(rates.accumulate_limit, color="0.5", lw=0.8, label="accumulate's limit sin(x)/x, x = pi/sqrt n")
+    a2.axhline(np.pi**2 / (6 * n), color="0.5", lw=0.8, label="accumulate's bound pi^2 / (6 n)")
+    a1.set(ylabel="E tr S_t / tr S"); a2.set(ylabel="E|mu_t - mu|^2 / tr S")
+    a1.set_title(f"variance (n = {n}, d = {rates.dim})", fontsize=9)
+    a2.set_title("mean error: grows under replace, bounded under accumulate", fontsize=9)
+    ours = rates.counterexample
+    mean, low, high = rates.band(f"{ours.name} ({ours.regime})", "variance")
+    line, = a3.semilogy(gens, mean, lw=1.4, label="ours, measured")
+    a3.fill_between(gens, np.clip(low, np.finfo(float).tiny, None), high, color=line.get_color(), alpha=0.25)
+    a3.semilogy(gens, ours.predicted["variance"], "k--", lw=1, label="(1 - 1/n) kappa^(t-1)")
+    a3.semilogy(gens, rates.band("MLE (accumulate)", "variance")[0], color="tab:orange", lw=1.2,
+                label="plain accumulate, measured")
+    a3.axhline(rates.collapse_level, color="0.5", lw=0.8, ls=":", label=f"collapse level {rates.collapse_level:g}")
+    a3.set(ylabel="E tr S_t / tr S")
+    a3.set_title(f"ours: w = {rates.newest_share:g}, tau = {rates.temperature:g}, kappa = "
+                 f"{rates.collapse_factor:.3f}", fontsize=9)
+    for ax in (a1, a2, a3):
+        ax.legend(fontsize=6.5)
+    _generation_axes(fig, (a1, a2, a3), f"Iterative MLE: replace collapses, accumulate does not (real share "
+                     f"1/(t+1)), ours does (mean over {rates.n_replicates} chains, {rates.level:.0%} intervals)")
+    return fig
+
+
 def _cell_edges(values, *, log: bool = False) -> np.ndarray:
     """Edges of the cells centred on increasing grid values (midpoints; the outer cells as wide as their
     neighbours' gap, or 10% of the value for a single one), geometric midpoints on a log axis."""

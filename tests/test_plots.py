@@ -388,6 +388,21 @@ def test_coevolve_matthew(coevolved):
         plots.coevolve_matthew(part2, {}, {})
 
 
+def test_iterative_mle():
+    from resonance_utils import iterative_mle as mle
+
+    rates = mle.iterative_mle_rates(n_samples=10, n_generations=5, dim=2, n_replicates=30, seed=0)
+    fig = plots.iterative_mle(rates)
+    a1, a2, a3 = fig.axes
+    assert len(a1.get_lines()) == 2 * 2 + 1 and len(a1.collections) == 2  # per regime mean and prediction; limit
+    assert legend_labels(a1) == ["replace, measured", "replace, predicted", "accumulate, measured",
+                                 "accumulate, predicted", "accumulate's limit sin(x)/x, x = pi/sqrt n"]
+    assert legend_labels(a2)[-1] == "accumulate's bound pi^2 / (6 n)"
+    assert a3.get_yscale() == "log" and len(a3.get_lines()) == 4
+    np.testing.assert_allclose(a3.get_lines()[1].get_ydata(), rates.counterexample.predicted["variance"])
+    assert a3.get_title() == f"ours: w = 0.5, tau = 0.7, kappa = {rates.collapse_factor:.3f}"
+
+
 def test_generation_samples_draws_first_second_middle_and_last_class_balanced():
     from resonance_utils import chain
     labels = np.repeat(np.arange(4), 10)
