@@ -145,7 +145,10 @@ def fid(features_a, features_b, *, n: int | None = None, seed: int = 0, feature_
     n = _equal_count(n, (len(a), len(b)))
     rng = np.random.default_rng(seed)
     a, b = _subsample(a, n, rng), _subsample(b, n, rng)
-    value = frechet_distance(*mean_and_covariance(a), *mean_and_covariance(b))
+    if n <= a.shape[1]:  # fewer rows than dimensions: the n x n route of _fd_halves (seconds less at 2048-d)
+        value = _fd_halves(_FidHalf(a), _FidHalf(b))
+    else:
+        value = frechet_distance(*mean_and_covariance(a), *mean_and_covariance(b))
     return Score(value, n, feature_network, resize, metric="fid")
 
 
@@ -311,20 +314,41 @@ def _fid_first_order_variance(p: np.ndarray, q: np.ndarray, *, own_only: bool = 
     own_only: only p's part (q held fixed)."""
     mp, mq = p.mean(axis=0), q.mean(axis=0)
     x, y = p - mp, q - mq
-    sp, sq = x.T @ x / (len(p) - 1), y.T @ y / (len(q) - 1)
-    diff, eye = mp - mq, np.eye(p.shape[1])
-    cp, cq = sp / len(p), sq / len(q)
+    diff, n_p, n_q = mp - mq, len(p), len(q)
+    # tr(C_a (C_p + C_q)) with C = S / N, from the rows: tr(S_a S_b) = |X_a X_b^T|_F^2 / ((n_a - 1)(n_b - 1))
+    def tr(a, b):  # tr(S_a S_b) through the smaller products: d x d, or n_a x n_b (fewer rows than dimensions)
+        if a.shape[1] ** 2 <= len(a) * len(b):
+            total = float(np.sum((a.T @ a) * (b.T @ b)))
+        else:
+            total = float(np.sum((a @ b.T) ** 2))
+        return total / ((len(a) - 1) * (len(b) - 1))
 
-    def transport(sa, sb):
-        root, inv_root = _psd_power(sa, 0.5, -0.5)
-        return inv_root @ _psd_power(root @ sb @ root, 0.5) @ inv_root
-
-    influence = 2.0 * x @ diff + np.einsum("ij,ij->i", x @ (eye - transport(sp, sq)), x)
-    var = influence.var(ddof=1) / len(p) - 4.0 * np.trace(cp @ (cp + cq))
+    t_pp, t_pq, t_qq = tr(x, x), tr(x, y), tr(y, y)
+    influence = 2.0 * x @ diff + np.einsum("ij,ij->i", x, x) - _transport_quadratic(x, y)
+    var = influence.var(ddof=1) / n_p - 4.0 * (t_pp / n_p + t_pq / n_q) / n_p
     if not own_only:
-        influence = -2.0 * y @ diff + np.einsum("ij,ij->i", y @ (eye - transport(sq, sp)), y)
-        var += influence.var(ddof=1) / len(q) - 4.0 * np.trace(cq @ (cp + cq))
+        influence = -2.0 * y @ diff + np.einsum("ij,ij->i", y, y) - _transport_quadratic(y, x)
+        var += influence.var(ddof=1) / n_q - 4.0 * (t_pq / n_p + t_qq / n_q) / n_q
     return max(float(var), 0.0)
+
+
+def _transport_quadratic(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """x^T T x for each centred row x of sample a, T the optimal transport map from N(., S_a) to N(., S_b)
+    (T S_a T = S_b; S_a^-1/2 (S_a^1/2 S_b S_a^1/2)^1/2 S_a^-1/2 on the range of S_a, eigenvalues below 1e-10 of
+    the largest counting as 0). The rows lie in the range of S_a, so everything is computed in its basis V (from
+    the SVD of the rows): with S_a = V L V^T and M = L^1/2 (V^T S_b V) L^1/2, T = V L^-1/2 M^1/2 L^-1/2 V^T; an
+    r x r problem (r <= n_a - 1) instead of two d x d eigendecompositions when the sample has fewer rows than
+    dimensions (seconds each at 2048-d)."""
+    _, sv, vt = np.linalg.svd(xa, full_matrices=False)
+    lam = sv ** 2 / (len(xa) - 1)
+    keep = lam > 1e-10 * max(float(lam.max()), np.finfo(float).tiny)
+    v, lam = vt[keep].T, lam[keep]
+    yb = xb @ v  # sample b's rows in that basis: V^T S_b V = yb^T yb / (n_b - 1)
+    root = np.sqrt(lam)
+    middle = root[:, None] * (yb.T @ yb / (len(xb) - 1)) * root[None, :]
+    t = _psd_power(middle, 0.5) / root[:, None] / root[None, :]
+    z = xa @ v
+    return np.einsum("ij,ij->i", z @ t, z)
 
 
 def _kid_first_order_variance(p: np.ndarray, q: np.ndarray, *, own_only: bool = False) -> float:

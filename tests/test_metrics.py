@@ -246,6 +246,44 @@ def test_first_order_variance_of_a_mean_shift():
     assert M._fid_first_order_variance(p, rng.standard_normal((size, dim))) < 1e-4  # same law: ~0
 
 
+def _dense_first_order_variance(p, q, own_only=False):
+    """The delta-method variance as its docstring writes it, with d x d matrices (scipy's sqrtm and pinv): the
+    reference for the n x n route metrics takes with fewer rows than dimensions."""
+    from scipy.linalg import pinvh, sqrtm
+
+    def transport(sa, sb):
+        root = np.real(sqrtm(sa))
+        inv_root = pinvh(root, atol=1e-8 * np.abs(root).max())
+        return inv_root @ np.real(sqrtm(root @ sb @ root)) @ inv_root
+
+    mp, mq = p.mean(0), q.mean(0)
+    x, y = p - mp, q - mq
+    sp, sq = np.cov(p, rowvar=False), np.cov(q, rowvar=False)
+    cp, cq, eye, diff = sp / len(p), sq / len(q), np.eye(p.shape[1]), mp - mq
+    var = (2 * x @ diff + np.einsum("ij,jk,ik->i", x, eye - transport(sp, sq), x)).var(ddof=1) / len(p)
+    var -= 4 * np.trace(cp @ (cp + cq))
+    if not own_only:
+        var += (-2 * y @ diff + np.einsum("ij,jk,ik->i", y, eye - transport(sq, sp), y)).var(ddof=1) / len(q)
+        var -= 4 * np.trace(cq @ (cp + cq))
+    return max(var, 0.0)
+
+
+@pytest.mark.parametrize("rows, dim", [(500, 6), (30, 64), (40, 300)])
+def test_first_order_variance_and_fid_match_the_dense_formulas(rows, dim):
+    """More rows than dimensions and fewer (the rehearsal's 20-40 rows of 2048-d Inception features): the same
+    numbers as the d x d formulas (frechet_distance; the transport map through sqrtm and a pseudo-inverse)."""
+    rng = np.random.default_rng(rows + dim)
+    mix = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    p = rng.standard_normal((rows, dim)) @ mix
+    q = 1.3 * rng.standard_normal((rows + 7, dim)) @ mix + 0.2
+    for own_only in (False, True):
+        assert M._fid_first_order_variance(p, q, own_only=own_only) == pytest.approx(
+            _dense_first_order_variance(p, q, own_only), rel=1e-6)
+    n = min(len(p), len(q))
+    dense = M.frechet_distance(*M.mean_and_covariance(p[:n]), *M.mean_and_covariance(q[:n]))
+    assert M.fid(p[:n], q[:n], n=n).value == pytest.approx(dense, rel=1e-7)
+
+
 def test_drift_without_resplits_has_a_floor_but_no_errors():
     rng = np.random.default_rng(10)
     gens = [rng.standard_normal((40, 2)) + g for g in range(4)]
