@@ -25,7 +25,7 @@ from . import config, store
 # generations or passes are included (they only pick what is drawn).
 COUNT_FIELDS = frozenset({
     "n_iterations", "show_passes", "show_generations",
-    "base_steps", "finetune_steps", "autoencoder_steps", "batch_size", "n_generations", "samples_per_generation",
+    "base_train_size", "base_steps", "finetune_steps", "autoencoder_steps", "batch_size", "n_generations", "samples_per_generation",
     "ddim_steps", "quality_samples", "grid_samples", "n_per_class", "classifier_epochs", "drift_resplits",
     "n_train", "train_steps", "n_starts", "n_cycles",
     "synthetic_generations", "synthetic_samples",
@@ -35,6 +35,9 @@ COUNT_FIELDS = frozenset({
     "held_out", "n_boot", "image_generations", "image_samples", "image_finetune_steps", "lucier_mixing_times",
     "lucier_generations", "cyclegan_cycles", "cyclegan_generations", "cyclegan_starts", "calibration_seeds",
     "diffusion_samples", "diffusion_generations", "diffusion_window", "diffusion_replicates",
+    # the sweep's grid: fewer cells, never other values (a subset of the paper's with both ends, which take
+    # every branch: no fresh data and some; no guidance and the strongest; tests/test_rehearsal.py)
+    "fresh_fractions", "guidance_scales",
 })
 ALL_MEANS_ZERO = frozenset({"n_train", "n_per_class", "base_train_size", "fid_n"})  # 0 = all: any count is less
 
@@ -42,7 +45,7 @@ ALL_MEANS_ZERO = frozenset({"n_train", "n_per_class", "base_train_size", "fid_n"
 # every class in every generation, one step of every training loop, one DDIM step of every trajectory.
 COUNTS: dict[str, dict] = {
     "01_lucier_room": {"n_iterations": 40, "show_passes": "0, 1, 2, 4, 8, 16, 32, 40"},
-    "02_mnist_chains": {"base_steps": 2, "finetune_steps": 2, "autoencoder_steps": 2, "batch_size": 8,
+    "02_mnist_chains": {"base_train_size": 1000, "base_steps": 2, "finetune_steps": 2, "autoencoder_steps": 2, "batch_size": 8,
                         "n_generations": 2, "samples_per_generation": 40, "ddim_steps": 4, "quality_samples": 40,
                         "grid_samples": 20, "drift_resplits": 3},
     "03_imagenet_chains": {"base_steps": 2, "finetune_steps": 2, "batch_size": 4, "n_generations": 3,
@@ -60,7 +63,7 @@ COUNTS: dict[str, dict] = {
                  "image_finetune_steps": 1, "n_boot": 20, "lucier_mixing_times": 1.0, "lucier_generations": 5,
                  "cyclegan_cycles": 16, "cyclegan_generations": 5, "cyclegan_starts": 25, "calibration_seeds": 2,
                  "synthetic_generations": 6},
-    "10_sweep": {"held_out": 2, "image_generations": 5, "image_samples": 30, "image_finetune_steps": 1, "n_boot": 20,
+    "10_sweep": {"fresh_fractions": "0, 0.5", "guidance_scales": "1, 5", "n_starts": 2, "held_out": 2, "image_generations": 5, "image_samples": 30, "image_finetune_steps": 1, "n_boot": 20,
                  "drift_resplits": 2, "calibration_seeds": 1, "diffusion_samples": 200, "diffusion_generations": 20,
                  "diffusion_window": 5, "diffusion_replicates": 2},
 }

@@ -88,6 +88,15 @@ def test_the_rehearsal_changes_counts_only_and_only_downwards():
                 assert 0 < small[k] < full[k], (stem, k, small[k], full[k])
 
 
+def test_the_rehearsed_sweep_grid_is_the_paper_grid_cut_to_its_ends():
+    from resonance_utils.sweep import grid_values
+
+    small, full = config.load_config("10_sweep", "paper", **rehearsal.counts("10_sweep")), paper("10_sweep")
+    for name in ("fresh_fractions", "guidance_scales"):
+        cut, whole = grid_values(name, small[name]), grid_values(name, full[name])
+        assert set(cut) <= set(whole) and {min(whole), max(whole)} <= set(cut) and len(cut) < len(whole), name
+
+
 def test_a_structure_field_in_the_rehearsal_is_refused(monkeypatch):
     monkeypatch.setitem(rehearsal.COUNTS, "03_imagenet_chains", {"resolution": 32})
     with pytest.raises(config.ConfigError, match="counts only.*resolution"):
