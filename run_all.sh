@@ -36,7 +36,8 @@ setup_env() {
 }
 
 run_tests() {
-  export RESONANCE_PROFILE=smoke MPLBACKEND=Agg
+  # strict figures: a notebook that saves a figure with colliding text or dead space fails (plots.layout_problems)
+  export RESONANCE_PROFILE=smoke MPLBACKEND=Agg RESONANCE_STRICT_FIGURES=1
   local rc=0
   # one pytest run: the package's tests, then every notebook under nbval (outputs of '# NBVAL_CHECK_OUTPUT'
   # cells compared after tests/nbval_sanitize.cfg); exit code 5 (nothing collected) is a failure too

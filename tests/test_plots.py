@@ -63,8 +63,8 @@ def test_lucier_spectrograms_one_panel_per_pass_and_the_rest_hidden(passes):
         (line,) = ax.get_lines()
         assert np.allclose(line.get_ydata(), 342.0) and line.get_linestyle() == "--"
         assert ax.get_ylim()[1] == pytest.approx(3300.0)  # 1.1 x the band's top, below Nyquist
-    assert [ax.get_xlabel() for ax in shown] == ["", "", "", "s"]  # the bottom row only
-    assert [ax.get_ylabel() for ax in shown] == ["Hz", "", "", "Hz"]  # the left column only
+    assert [ax.get_xlabel() for ax in shown] == ["", "", "", "time (s)"]  # the bottom row only
+    assert [ax.get_ylabel() for ax in shown] == ["frequency (Hz)", "", "", "frequency (Hz)"]  # the left column only
     (colorbar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert colorbar.get_ylabel() == "dB (each pass to its own peak)"
     assert fig.get_suptitle().startswith("Lucier's loop")
@@ -138,7 +138,7 @@ def test_lucier_embedding_a_cloud_and_a_centroid_per_pass(rng):
     assert legend_labels(a1) == ["pass 0", "pass 2", "pass 5"]
     (path,) = a1.get_lines()
     assert np.allclose(path.get_xdata(), [coords[p][:, 0].mean() for p in show])
-    assert (a1.get_xlabel(), a1.get_ylabel()) == ("PC1 (60%)", "PC2 (25%)")
+    assert (a1.get_xlabel(), a1.get_ylabel()) == ("PC1 of log-mel frames (dB; 60% of variance)", "PC2 (dB; 25%)")
     (spread,) = a2.get_lines()
     assert np.array_equal(spread.get_xdata(), show) and np.array_equal(spread.get_ydata(), [9.0, 4.0, 1.0])
     with pytest.raises(ValueError, match="nothing to draw"):
