@@ -23,6 +23,7 @@ SAVE_BBOX = "tight"  # the canvas every figure is saved on (publish.Outputs.figu
 FONT_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}  # TrueType fonts embedded in PDFs: text stays text
 STAMP_GID = "resonance-stamp"
 DEAD_SPACE_TOL = 0.03  # a canvas this much (share) wider or taller than its content has dead space
+STAMP_MARGIN = 0.06  # the stamp is fitted to this much (share) less than the content's width
 
 
 def set_theme() -> None:
@@ -76,7 +77,8 @@ def stamp(fig, text: str, *, fontsize: float = 6.5) -> None:
             t.remove()
     renderer = _renderer(fig)
     content = fig.get_tightbbox(renderer)  # inches, without the stamp
-    gap = 0.06
+    # the room it may take: a small text's width differs by a few percent between dpis and the PDF's metrics
+    room, gap = content.width * (1 - STAMP_MARGIN), 0.06
     t = fig.text(content.x1, content.y0 - gap, text, ha="right", va="top", ma="right", fontsize=fontsize,
                  color="0.35", gid=STAMP_GID, transform=fig.dpi_scale_trans)
 
@@ -84,22 +86,22 @@ def stamp(fig, text: str, *, fontsize: float = 6.5) -> None:
         t.set_text(s)
         return _inches(fig, t.get_window_extent(renderer)).width
 
-    if width(text) > content.width:
+    if width(text) > room:
         # greedy lines, broken at ' · ' and, within a part wider than the content, between words
         tokens = []  # (separator before it, text)
         for part in text.split(" · "):
-            words = [part] if width(part) <= content.width else part.split(" ")
+            words = [part] if width(part) <= room else part.split(" ")
             tokens += [(" · " if i == 0 else " ", w) for i, w in enumerate(words)]
         lines = [tokens[0][1]]
         for sep, token in tokens[1:]:
-            if width(lines[-1] + sep + token) <= content.width:
+            if width(lines[-1] + sep + token) <= room:
                 lines[-1] += sep + token
             else:
                 lines.append(token)
         wrapped = "\n".join(lines)
         widest = width(wrapped)
-        if widest > content.width:  # one word wider than a tiny figure: a smaller font
-            t.set_fontsize(fontsize * content.width / widest)
+        if widest > room:  # one word wider than a tiny figure: a smaller font
+            t.set_fontsize(fontsize * room / widest)
         t.set_text(wrapped)
 
 
@@ -417,7 +419,8 @@ def phenomena_figure(results: dict, drift: dict, *, autoencoder: tuple | None = 
 
     ae_result, ae_drift = autoencoder if autoencoder is not None else (None, None)
     latent = ae_result is not None
-    fig, axes = plt.subplots(1, 4 if latent else 3, figsize=(15.5 if latent else 12, 3.6))
+    # one generation axis: a panel with nothing finite to draw (a spread not measured) keeps the others' range
+    fig, axes = plt.subplots(1, 4 if latent else 3, figsize=(15.5 if latent else 12, 3.6), sharex=True)
     series = dict(results) | ({"autoencoder alone": ae_result} if latent else {})
     colors = series_colors(results)
     for name, r in series.items():
@@ -553,6 +556,7 @@ def geometry_figure(geo, *, suptitle: str, columns=GEOMETRY_COLUMNS):
     fig, axes = plt.subplots(1, len(columns), figsize=(3.75 * len(columns), 3.4))
     geometry_panels(axes, geo, columns=columns)
     fig.suptitle(suptitle)
+    fig.tight_layout()  # the suptitle above the panels' titles
     return fig
 
 
@@ -774,6 +778,7 @@ def drift_phases_row(drift: dict, *, ylabel: str, suptitle: str, panel_width: fl
         ax.title.set_color(setting_color(s, "black"))  # the setting's colour, as in Fig. 1b and 09
     axes[0, 0].set_ylabel(ylabel)
     fig.suptitle(suptitle)
+    fig.tight_layout()  # the suptitle above the panels' titles, not on them (03's ImageNet-5 row)
     return fig
 
 

@@ -76,15 +76,21 @@ class Outputs:
 
         if not isinstance(caption, str) or not caption.strip():
             raise ValueError(f"figure {name!r}: a caption is required (what it shows, what in it is ours)")
-        stamp(fig, self.stamp_text)
-        problems = layout_problems(fig, bbox_inches=SAVE_BBOX)
-        paths = []
-        with matplotlib.rc_context(FONT_RC):
-            for ext in ("png", "pdf"):
-                final = self.dir / f"{name}.{ext}"
-                with atomic_path(final) as tmp:
-                    fig.savefig(tmp, format=ext, bbox_inches=SAVE_BBOX)
-                paths.append(final)
+        # measured as the PNG is drawn: small text's width changes by a few percent with the dpi (hinting)
+        shown_dpi, save_dpi = fig.dpi, matplotlib.rcParams["savefig.dpi"]
+        fig.set_dpi(shown_dpi if save_dpi == "figure" else float(save_dpi))
+        try:
+            stamp(fig, self.stamp_text)
+            problems = layout_problems(fig, bbox_inches=SAVE_BBOX)
+            paths = []
+            with matplotlib.rc_context(FONT_RC):
+                for ext in ("png", "pdf"):
+                    final = self.dir / f"{name}.{ext}"
+                    with atomic_path(final) as tmp:
+                        fig.savefig(tmp, format=ext, bbox_inches=SAVE_BBOX, dpi=fig.dpi)
+                    paths.append(final)
+        finally:
+            fig.set_dpi(shown_dpi)  # the notebook shows it as before
         self._record(paths, caption=" ".join(caption.split()), layout_problems=problems)
         if problems and os.environ.get(STRICT_FIGURES_ENV) == "1":
             raise FigureLayoutError(f"figure {name!r} ({paths[0]}) has {len(problems)} layout problem(s) "

@@ -151,3 +151,43 @@ def test_a_figure_needs_a_caption_and_its_pdf_embeds_truetype_fonts(isolated_dir
     (pdf,) = [p for p in out.figure(clean_figure(), "fonts", caption="Fonts.") if p.suffix == ".pdf"]
     data = pdf.read_bytes()
     assert b"/FontFile2" in data and b"/Type3" not in data  # TrueType embedded, no Type 3 fonts
+
+
+@pytest.mark.parametrize("width", [9.8, 10.2])
+def test_the_stamp_fits_as_the_png_and_the_pdf_draw_it(isolated_dirs, width):
+    # a small text's width changes with the dpi (hinting): fitted at the figure's 110 dpi, 01's stamp overran a
+    # 10-inch figure's content in the 150-dpi PNG and was cut at the left edge
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(width, 3.8))
+    for ax in (a1, a2):
+        ax.plot([0, 1]); ax.set_xlabel("generation")
+    fig.tight_layout()
+    shown_dpi = fig.dpi
+    out = publish.Outputs(config.load_config("01_lucier_room", "smoke"), feature_network="none (spectra)",
+                          data_source="real: CMU ARCTIC a0007 (pysptk); shoebox 4.0, 3.0, 2.5 m, RT60 0.4 s "
+                                      "(pyroomacoustics)")  # 01's stamp, as long as such a figure's content
+    out.figure(fig, "wide", caption="Two lines.")
+    assert fig.dpi == shown_dpi  # the notebook shows it as before
+    (st,) = [t for t in fig.texts if t.get_gid() == plots.STAMP_GID]
+    for dpi in (72, float(plt.rcParams["savefig.dpi"])):  # the PDF's and the PNG's
+        fig.set_dpi(dpi)
+        renderer = plots._renderer(fig)
+        box = plots._inches(fig, st.get_window_extent(renderer))
+        panels = [plots._inches(fig, ax.get_tightbbox(renderer)) for ax in (a1, a2)]
+        assert box.x0 >= min(p.x0 for p in panels) - 1e-6 and box.x1 <= max(p.x1 for p in panels) + 1e-6, dpi
+
+
+def test_a_panel_with_nothing_finite_keeps_the_generation_axis():
+    # smoke's MNIST chains measure no within-class spread (all NaN): that panel's x axis fell back to -0.05..0.05
+    # with seven crowded tick labels (02's mnist_phenomena under strict figures)
+    from types import SimpleNamespace
+
+    class Chain(list):
+        metrics = property(list)
+
+    results = {s: Chain([{"within_class_spread": np.nan, "near_duplicate_share": 0.1, "autoencoder_rms": 0.05}] * 3)
+               for s in ("latent_feedback", "label_guided", "unconditional")}
+    drift = {s: SimpleNamespace(generations=np.arange(3), values=np.arange(3.0), floor=np.full(3, 0.1)) for s in results}
+    fig = plots.phenomena_figure(results, drift, autoencoder=(results["latent_feedback"], drift["latent_feedback"]),
+                                 suptitle="MNIST chains")
+    assert plots.layout_problems(fig) == []
+    assert fig.axes[1].get_xlim() == fig.axes[0].get_xlim()

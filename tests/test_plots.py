@@ -217,6 +217,10 @@ def test_drift_phases_row_fig5():
     assert [ax.get_legend() is not None for ax in axes] == [True, False, False]
     assert [ax.get_ylabel() for ax in axes] == ["FID (MNIST CNN)", "", ""]
     assert fig.get_figwidth() == pytest.approx(4.3 * 3) and fig.get_suptitle() == "MNIST drift"
+    # 03's row: its long suptitle sat on the panels' titles
+    fig = plots.drift_phases_row(drift, ylabel="FID (classifier features)", panel_width=4.6,
+                                 suptitle="ImageNet-5 stand-in: local and cumulative drift with detected phases")
+    assert plots.layout_problems(fig) == []
 
 
 def test_geometry_figure_one_panel_per_measure_one_line_per_setting():
@@ -227,6 +231,8 @@ def test_geometry_figure_one_panel_per_measure_one_line_per_setting():
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
     assert legend_labels(fig.axes[0]) == ["label guided", "unconditional"]
     assert fig.get_figwidth() == pytest.approx(15) and fig.get_suptitle() == "Geometry"
+    assert plots.layout_problems(plots.geometry_figure(pd.DataFrame(rows), suptitle="Geometry of the ImageNet-5 "
+                                                       "chains' feature clouds")) == []
 
 
 # ------------------------------------------------------------------------------------ 06: recursive diffusion
