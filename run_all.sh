@@ -15,6 +15,22 @@ VENV=${RESONANCE_VENV:-.venv}
 PY="$VENV/bin/python"
 PYTHON=${PYTHON:-python3}
 
+# Debian's chromium and its driver, for the results page's browser test (tests/test_results_page.py); installed
+# where they are missing and apt-get can (root). Elsewhere set-up goes on and that test skips, naming what is missing.
+setup_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium and chromium-driver (apt-get) for the results page's browser test"
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+          >/dev/null; then
+      return 0
+    fi
+  fi
+  echo "== note: no chromium + chromium-driver (Debian: apt-get install chromium chromium-driver, as root);" \
+       "the results page's browser test will skip" >&2
+}
+
 setup_env() {
   local stamp="$VENV/.resonance-env" want
   want=$(cat pyproject.toml requirements-nodeps.txt | sha256sum | cut -c1-16)
@@ -29,6 +45,7 @@ setup_env() {
   "$PY" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
   "$PY" -m pip install --quiet -e ".[test]"
   "$PY" -m pip install --quiet --no-deps -r requirements-nodeps.txt
+  setup_browser
   # the same environment as a Jupyter kernel, "Python (resonance)", for JupyterLab users and papermill
   "$PY" -c 'from resonance_utils.run_notebooks import ensure_kernel; ensure_kernel()'
   echo "$want" > "$stamp"
@@ -36,7 +53,8 @@ setup_env() {
 }
 
 run_tests() {
-  export RESONANCE_PROFILE=smoke MPLBACKEND=Agg
+  # strict figures: a notebook that saves a figure with colliding text or dead space fails (plots.layout_problems)
+  export RESONANCE_PROFILE=smoke MPLBACKEND=Agg RESONANCE_STRICT_FIGURES=1
   local rc=0
   # one pytest run: the package's tests, then every notebook under nbval (outputs of '# NBVAL_CHECK_OUTPUT'
   # cells compared after tests/nbval_sanitize.cfg); exit code 5 (nothing collected) is a failure too

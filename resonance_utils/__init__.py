@@ -21,7 +21,8 @@ Modules (import what you need; heavy libraries load lazily):
   iterative_mle                                              refitting on accumulated data, and when it collapses
   sweep                                                      where resonance stops: notebook 10's grid, its cells'
                                                              verdicts and boundaries, the closed-form counterpart
-  run_notebooks                                              the papermill driver behind run_all.sh
+  run_notebooks, results_page                                the papermill driver behind run_all.sh; the page
+                                                             (figures/index.html) that shows what runs found
   rehearsal, costs                                           the paper profile at small counts, its cost plan;
                                                              the hot operations' recorder
 """
@@ -31,8 +32,8 @@ __version__ = "0.1.0"
 __all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution", "config", "costs", "cyclegan",
            "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "ensemble", "features",
            "gaussian_refit", "geometry", "image_chains", "iterative_mle", "latent", "metrics", "mitigations",
-           "notebook_params", "plots", "publish", "records", "recursive_diffusion", "rehearsal", "run_notebooks",
-           "runtime", "settings", "specs", "store", "sweep"]
+           "notebook_params", "plots", "publish", "records", "recursive_diffusion", "rehearsal", "results_page",
+           "run_notebooks", "runtime", "settings", "specs", "store", "sweep"]
 
 
 def __getattr__(name):

@@ -1,5 +1,11 @@
-"""One look for every figure, and a stamp on each saying which profile, data and feature network made it."""
+"""One look for every figure, and a stamp on each saying which profile, data and feature network made it.
+
+Every saved figure is checked by layout_problems (publish.Outputs.figure): no two text elements collide and the
+saved canvas holds no dead space. One colour per feedback setting across all figures: SETTING_COLORS.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import seaborn as sns
@@ -8,20 +14,259 @@ from .diagnostics import class_retention
 
 PALETTE = "colorblind"
 LOCAL_COLOR, CUMULATIVE_COLOR = "#1f77b4", "#ff7f0e"  # the paper's blue (local) and orange (cumulative)
+# Okabe-Ito (colour-blind safe), one colour per settings.SETTINGS name, the same in every figure
+SETTING_COLORS = {"lucier": "#E69F00", "cyclegan": "#CC79A7", "latent_feedback": "#009E73",
+                  "label_guided": "#0072B2", "unconditional": "#D55E00"}
+# for series that are not settings (synthetic chains, ...): Okabe-Ito's remaining colours, then greys
+OTHER_COLORS = ("#56B4E9", "#000000", "#999999", "#F0E442", "#555555", "#BBBBBB")
+SAVE_BBOX = "tight"  # the canvas every figure is saved on (publish.Outputs.figure); layout_problems measures it
+FONT_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}  # TrueType fonts embedded in PDFs: text stays text
+STAMP_GID = "resonance-stamp"
+DEAD_SPACE_TOL = 0.03  # a canvas this much (share) wider or taller than its content has dead space
+STAMP_MARGIN = 0.06  # the stamp is fitted to this much (share) less than the content's width
 
 
 def set_theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font_scale=0.95,
-                  rc={"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+                  rc={"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": SAVE_BBOX, "axes.titleweight": "bold",
+                      **FONT_RC})
 
 
-def stamp(fig, text: str) -> None:
-    """Write `text` (profile, data source, feature network) small in the figure's bottom-right corner."""
+def setting_color(name: str, default=None):
+    """The colour of the feedback setting `name` names: a settings.SETTINGS name ("label_guided") or a label
+    that contains one, spaced or not, or its title ("MNIST label guided", "label_guided | MNIST", "Lucier room
+    loop", "CycleGAN cycles"); `default` for anything else (a mitigation, the autoencoder alone)."""
+    from .settings import SETTINGS
+
+    text = name.lower().replace("_", " ")
+    for s in SETTINGS:
+        if s.name.replace("_", " ") in text or s.title.lower() in text:
+            return SETTING_COLORS[s.name]
+    return default
+
+
+def series_colors(names) -> dict:
+    """{name: colour} for series drawn together: a setting's own colour (setting_color) where a name holds one,
+    else the next of OTHER_COLORS."""
+    others = iter(OTHER_COLORS * (len(list(names)) // len(OTHER_COLORS) + 1))
+    return {n: setting_color(n) or next(others) for n in names}
+
+
+def data_style(name: str) -> dict:
+    """Line style and marker of a series by its data set, so that one setting (one colour) on MNIST and on
+    ImageNet-5 reads apart: ImageNet-5 dashed with squares, everything else solid with dots."""
+    return {"ls": "--", "marker": "s"} if "imagenet" in name.lower() else {"ls": "-", "marker": "o"}
+
+
+def _renderer(fig):
+    """The figure drawn (layout engines run, tick labels placed) and its renderer."""
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _inches(fig, bbox):
+    return bbox.transformed(fig.dpi_scale_trans.inverted())
+
+
+def stamp(fig, text: str, *, fontsize: float = 6.5) -> None:
+    """Write `text` (profile, data source, feature network) small under the figure's content, right-aligned to
+    it, in a strip of its own: never wider than the content (wrapped at ' · ' and, if still too wide, set
+    smaller), so that the saved canvas (SAVE_BBOX) does not grow sideways to hold it."""
     for t in list(fig.texts):
-        if t.get_gid() == "resonance-stamp":
+        if t.get_gid() == STAMP_GID:
             t.remove()
-    # below the axes' labels; savefig's tight bounding box grows to include it
-    fig.text(0.995, -0.01, text, ha="right", va="top", fontsize=6.5, color="0.35", gid="resonance-stamp")
+    renderer = _renderer(fig)
+    content = fig.get_tightbbox(renderer)  # inches, without the stamp
+    # the room it may take: a small text's width differs by a few percent between dpis and the PDF's metrics
+    room, gap = content.width * (1 - STAMP_MARGIN), 0.06
+    t = fig.text(content.x1, content.y0 - gap, text, ha="right", va="top", ma="right", fontsize=fontsize,
+                 color="0.35", gid=STAMP_GID, transform=fig.dpi_scale_trans)
+
+    def width(s: str) -> float:
+        t.set_text(s)
+        return _inches(fig, t.get_window_extent(renderer)).width
+
+    if width(text) > room:
+        # greedy lines, broken at ' · ' and, within a part wider than the content, between words
+        tokens = []  # (separator before it, text)
+        for part in text.split(" · "):
+            words = [part] if width(part) <= room else part.split(" ")
+            tokens += [(" · " if i == 0 else " ", w) for i, w in enumerate(words)]
+        lines = [tokens[0][1]]
+        for sep, token in tokens[1:]:
+            if width(lines[-1] + sep + token) <= room:
+                lines[-1] += sep + token
+            else:
+                lines.append(token)
+        wrapped = "\n".join(lines)
+        widest = width(wrapped)
+        if widest > room:  # one word wider than a tiny figure: a smaller font
+            t.set_fontsize(fontsize * room / widest)
+        t.set_text(wrapped)
+
+
+# ------------------------------------------------------------------------------------ the layout check
+@dataclass(frozen=True)
+class _Element:
+    """One text element of a figure as drawn: its name in a report, its box (pixels), the axes it belongs to
+    (None: the figure's), and, for a tick label, its axis and whether it is rotated."""
+    name: str
+    bbox: object
+    owner: object = None
+    tick_axis: object = None
+    rotated: bool = False
+
+
+def _snippet(text: str, n: int = 40) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= n else text[: n - 1] + "…")
+
+
+def _text_element(name: str, t, renderer, *, owner=None, tick_axis=None):
+    """An _Element for a drawn, visible, non-empty Text, else None."""
+    if t is None or not t.get_visible() or not t.get_text().strip():
+        return None
+    bbox = t.get_window_extent(renderer)
+    if not (np.isfinite(bbox.width) and np.isfinite(bbox.height)) or bbox.width <= 0 or bbox.height <= 0:
+        return None
+    return _Element(f"{name} {_snippet(t.get_text())}", bbox, owner, tick_axis, rotated=t.get_rotation() % 90 != 0)
+
+
+def _axes_name(fig, ax) -> str:
+    i = fig.axes.index(ax) + 1
+    if ax.get_label() == "<colorbar>":
+        return f"colour bar (axes {i})"
+    title = next((t.get_text() for t in (ax.title, ax._left_title, ax._right_title) if t.get_text().strip()), "")
+    return f"panel {i}" + (f" {_snippet(title, 24)}" if title else "")
+
+
+def _drawn_ticks(axis):
+    """The ticks matplotlib draws on `axis` (those inside its view interval)."""
+    try:
+        return axis._update_ticks()
+    except AttributeError:  # an older or newer matplotlib without it: every major and minor tick
+        return axis.get_major_ticks() + axis.get_minor_ticks()
+
+
+def _elements(fig, renderer) -> list:
+    """Every drawn text element of `fig` (see layout_problems), each legend as one box."""
+    out = []
+
+    def add(name, t, **kw):
+        e = _text_element(name, t, renderer, **kw)
+        if e is not None:
+            out.append(e)
+
+    supers = {"_suptitle": "suptitle", "_supxlabel": "figure x label", "_supylabel": "figure y label"}
+    named = {id(getattr(fig, attr, None)): what for attr, what in supers.items()}
+    for t in fig.texts:  # the suptitle and super labels are figure texts too
+        add(named.get(id(t)) or ("the stamp" if t.get_gid() == STAMP_GID else "figure text"), t)
+    for leg in fig.legends:
+        if leg.get_visible():
+            out.append(_Element("figure legend", leg.get_window_extent(renderer)))
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        name = _axes_name(fig, ax)
+        for t, what in ((ax.title, "title"), (ax._left_title, "left title"), (ax._right_title, "right title")):
+            add(f"{name}: {what}", t, owner=ax)
+        if ax.axison:
+            for axis, xy in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+                add(f"{name}: {xy} label", axis.label, owner=ax)
+                add(f"{name}: {xy} offset text", axis.offsetText, owner=ax)
+                for tick in _drawn_ticks(axis):
+                    for lab in (tick.label1, tick.label2):
+                        add(f"{name}: {xy} tick label", lab, owner=ax, tick_axis=axis)
+        for t in ax.texts:
+            add(f"{name}: text", t, owner=ax)
+        leg = ax.get_legend()
+        if leg is not None and leg.get_visible():
+            out.append(_Element(f"{name}: legend", leg.get_window_extent(renderer), ax))
+    return out
+
+
+def _collide(a: _Element, b: _Element, *, min_px: float) -> bool:
+    if a.tick_axis is not None and a.tick_axis is b.tick_axis and (a.rotated or b.rotated):
+        return False  # rotated labels' upright boxes overlap although their glyphs do not
+    inter = type(a.bbox).intersection(a.bbox, b.bbox)
+    return inter is not None and inter.width > min_px and inter.height > min_px
+
+
+def _nested(a, b, renderer) -> bool:
+    """Does one of two axes lie inside the other (an inset)?"""
+    fa, fb = a.get_window_extent(renderer), b.get_window_extent(renderer)
+    inside = lambda p, q: p.x0 >= q.x0 and p.x1 <= q.x1 and p.y0 >= q.y0 and p.y1 <= q.y1  # noqa: E731
+    return inside(fa, fb) or inside(fb, fa)
+
+
+def _has_ink(ax) -> bool:
+    """Does the axes draw anything (data, images, texts, a legend) rather than an empty frame?"""
+    return ax.get_visible() and (ax.has_data() or bool(ax.images) or bool(ax.texts) or ax.get_legend() is not None)
+
+
+def layout_problems(fig, *, bbox_inches=SAVE_BBOX, tolerance: float = DEAD_SPACE_TOL, min_px: float = 1.0) -> list:
+    """What is wrong with `fig`'s layout as savefig(bbox_inches=...) would save it, one sentence each; [] when
+    nothing is. Draws the figure first (layout engines, tick placement), so call it on the finished figure.
+
+    Collisions: two text elements whose drawn boxes overlap by more than `min_px` pixels both ways. The
+    elements: the figure's texts (the stamp included), suptitle and super labels, legends (each legend is one
+    box: matplotlib lays out its own entries), and per visible axes (colour bars included) its titles, axis
+    labels, offset texts, the tick labels it draws (inside the view interval) and its annotation texts. A text
+    that runs into another panel's frame (a y label reaching into the panel on its left) is a collision too.
+    Left out, by rule: invisible or empty texts; a legend's own entries against each other; two rotated tick
+    labels of one axis (their upright boxes overlap while the glyphs do not). Annotations inside a panel
+    (cell labels of a heat map, quadrant names) are checked like any other text: one over another is unreadable
+    wherever it sits. Texts over lines, markers or images are not collisions (a legend over data is a choice).
+
+    Dead space: the saved canvas (the tight box, or the whole figure for bbox_inches=None) more than
+    `tolerance` wider or taller than the content, which is every element above but the stamp, and every axes
+    that draws something (an empty, visible axes is dead space). The stamp counts for its height only (its
+    strip under the content) and must be no wider than the content. Also reported: a visible axes that draws
+    nothing."""
+    from matplotlib.transforms import Bbox
+
+    renderer = _renderer(fig)
+    elements = _elements(fig, renderer)
+    problems = []
+    for i, a in enumerate(elements):
+        for b in elements[i + 1:]:
+            if _collide(a, b, min_px=min_px):
+                problems.append(f"{a.name} overlaps {b.name}")
+    frames = [(ax, ax.get_window_extent(renderer)) for ax in fig.axes if _has_ink(ax)]
+    for e in elements:
+        for ax, frame in frames:
+            if ax is e.owner or (e.owner is not None and _nested(ax, e.owner, renderer)):
+                continue
+            if _collide(e, _Element("", frame), min_px=min_px):
+                problems.append(f"{e.name} runs into {_axes_name(fig, ax)}")
+
+    ink = [_inches(fig, e.bbox) for e in elements if not e.name.startswith("the stamp")]
+    for ax in fig.axes:
+        if _has_ink(ax):
+            ink.append(_inches(fig, ax.get_window_extent(renderer)))
+        elif ax.get_visible():
+            problems.append(f"{_axes_name(fig, ax)} is empty (hide it with ax.set_visible(False))")
+    for artist in list(fig.patches) + list(fig.lines) + list(fig.images):
+        if artist.get_visible():
+            ink.append(_inches(fig, artist.get_window_extent(renderer)))
+    if not ink:
+        return problems
+    content = Bbox.union(ink)
+    for e in elements:
+        if e.name.startswith("the stamp"):
+            s = _inches(fig, e.bbox)
+            if s.width > content.width * (1 + tolerance):
+                problems.append(f"the stamp ({s.width:.2f} in) is wider than the content ({content.width:.2f} in)")
+            content = Bbox.union([content, Bbox.from_extents(content.x0, s.y0, content.x1, s.y1)])
+    canvas = fig.get_tightbbox(renderer) if bbox_inches == "tight" else fig.bbox_inches
+    for what, c, k, lo, hi in (("wider", canvas.width, content.width, content.x0 - canvas.x0, canvas.x1 - content.x1),
+                               ("taller", canvas.height, content.height, content.y0 - canvas.y0,
+                                canvas.y1 - content.y1)):
+        if c > k * (1 + tolerance):
+            sides = ("left", "right") if what == "wider" else ("bottom", "top")
+            problems.append(f"dead space: the canvas is {c / k - 1:.0%} {what} than its content ({lo:.2f} in "
+                            f"empty at the {sides[0]}, {hi:.2f} in at the {sides[1]})")
+    return problems
 
 
 def spectrogram(ax, wave: np.ndarray, sample_rate: int, *, n_fft: int = 1024, hop: int = 256,
@@ -147,15 +392,17 @@ def exemplar_grid(ax, rows: np.ndarray, *, by: str, title: str, row_names=None) 
 def retention_panels(ax_retention, ax_entropy, results: dict, n_classes: int) -> None:
     """Class retention (settings with an intended class) and predicted-class entropy per generation, from
     the per-generation metrics of image_chains.run_image_chain results {setting: ChainResult}."""
+    colors = series_colors(results)
     for s, r in results.items():
         g = np.arange(len(r))
         if s != "unconditional":
-            ax_retention.plot(g, class_retention(r.metrics), "o-", ms=4,
+            ax_retention.plot(g, class_retention(r.metrics), "o-", ms=4, color=colors[s],
                               label=s.replace("_", " "))
-        ax_entropy.plot(g, [m["class_entropy_bits"] for m in r.metrics], "o-", ms=4, label=s.replace("_", " "))
+        ax_entropy.plot(g, [m["class_entropy_bits"] for m in r.metrics], "o-", ms=4, color=colors[s],
+                        label=s.replace("_", " "))
     ax_retention.axhline(1 / n_classes, color="0.5", ls=":", lw=0.8)
     ax_retention.set_ylim(0, 1.02)
-    ax_retention.set_xlabel("generation"), ax_retention.set_ylabel("class retention")
+    ax_retention.set_xlabel("generation"), ax_retention.set_ylabel("class retention (share of samples)")
     ax_retention.legend(fontsize=8)
     ax_entropy.axhline(np.log2(n_classes), color="0.5", ls=":", lw=0.8)
     ax_entropy.set_xlabel("generation"), ax_entropy.set_ylabel("predicted-class entropy (bits)")
@@ -172,11 +419,13 @@ def phenomena_figure(results: dict, drift: dict, *, autoencoder: tuple | None = 
 
     ae_result, ae_drift = autoencoder if autoencoder is not None else (None, None)
     latent = ae_result is not None
-    fig, axes = plt.subplots(1, 4 if latent else 3, figsize=(15.5 if latent else 12, 3.6))
+    # one generation axis: a panel with nothing finite to draw (a spread not measured) keeps the others' range
+    fig, axes = plt.subplots(1, 4 if latent else 3, figsize=(15.5 if latent else 12, 3.6), sharex=True)
     series = dict(results) | ({"autoencoder alone": ae_result} if latent else {})
+    colors = series_colors(results)
     for name, r in series.items():
         alone = r is ae_result
-        style = dict(color="0.3", ls="--", marker="s", ms=3) if alone else dict(marker="o", ms=4)
+        style = dict(color="0.3", ls="--", marker="s", ms=3) if alone else dict(marker="o", ms=4, color=colors[name])
         label = name.replace("_", " ")
         g = np.arange(len(r))
         curve = ae_drift if alone else drift.get(name)
@@ -283,15 +532,19 @@ def drift_panel(ax, local, cumulative, phases, *, title: str, legend: bool = Tru
 
 GEOMETRY_COLUMNS = (("total_variance", "total variance"), ("participation_ratio", "participation ratio"),
                     ("lid_mle", "local intrinsic dim. (MLE)"), ("roughness", "roughness"))
+GEOMETRY_UNITS = {"total_variance": "squared feature units", "participation_ratio": "dimensions",
+                  "lid_mle": "dimensions", "roughness": "share of local variance, 0-1"}
 
 
 def geometry_panels(axes, geo, *, columns=GEOMETRY_COLUMNS) -> None:
     """One panel per geometry measure, one line per setting, from a geometry.geometry_trajectory table with a
     'setting' column."""
+    colors = series_colors([str(s) for s in geo["setting"].unique()])
     for ax, (col, label) in zip(axes, columns):
         for s, part in geo.groupby("setting", sort=False):
-            ax.plot(part["generation"], part[col], "o-", ms=3, label=str(s).replace("_", " "))
+            ax.plot(part["generation"], part[col], "o-", ms=3, color=colors[str(s)], label=str(s).replace("_", " "))
         ax.set_xlabel("generation")
+        ax.set_ylabel(GEOMETRY_UNITS.get(col, ""), fontsize=8)
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
 
@@ -303,6 +556,7 @@ def geometry_figure(geo, *, suptitle: str, columns=GEOMETRY_COLUMNS):
     fig, axes = plt.subplots(1, len(columns), figsize=(3.75 * len(columns), 3.4))
     geometry_panels(axes, geo, columns=columns)
     fig.suptitle(suptitle)
+    fig.tight_layout()  # the suptitle above the panels' titles
     return fig
 
 
@@ -312,14 +566,15 @@ def claim_quadrants(ax, assessments: dict, *, anisotropy_tol: float) -> None:
     forgotten), y = anisotropy of the contraction (log spread, above the threshold: directional).
     assessments: {label: claim.SettingAssessment}; markers say the observed outcome."""
     markers = {"resonance": "o", "wandering": "s", "separate basins": "D", "inconclusive": "x"}
-    colors = sns.color_palette(PALETTE, len(assessments))
-    for (label, a), color in zip(assessments.items(), colors):
+    colors = series_colors(assessments)
+    for label, a in assessments.items():
+        color = colors[label]
         m, c = a.mixing, a.contraction
         x = m.rate if np.isfinite(m.rate) else 0.0
         xerr = [[max(x - m.rate_interval[0], 0)], [max(m.rate_interval[1] - x, 0)]]
         yerr = [[c.spread - c.spread_interval[0]], [c.spread_interval[1] - c.spread]]
         ax.errorbar(x, c.spread, xerr=xerr, yerr=yerr, fmt=markers[a.observed], color=color, ms=6, capsize=2,
-                    label=f"{label}: observed {a.observed}")
+                    mfc="white" if data_style(label)["ls"] == "--" else color, label=f"{label}: observed {a.observed}")
     ax.axvline(1.0, color="k", lw=0.9, ls=":")
     ax.axhline(anisotropy_tol, color="k", lw=0.9, ls=":")
     ax.set_xlabel("between-start excess: decay rate per generation (1 = not forgetting)")
@@ -333,19 +588,21 @@ def mixing_evidence(ax_excess, ax_directions, assessments: dict) -> None:
     """Left: each setting's between-start excess over generations, relative to its start, with its fitted
     decay (dashed) and the 'mixed' threshold (dotted). Right: the per-direction log-variance change of the
     first chain, sorted, with intervals."""
-    colors = sns.color_palette(PALETTE, len(assessments))
-    for (label, a), color in zip(assessments.items(), colors):
+    colors = series_colors(assessments)
+    for label, a in assessments.items():
+        color, ls = colors[label], data_style(label)["ls"]
         m = a.mixing
         g = np.arange(len(m.excess))
         scale = m.start_distance if m.start_distance > 0 else 1.0
-        ax_excess.errorbar(g, m.excess / scale, yerr=m.excess_se / scale, fmt="o-", ms=3, color=color, label=label)
+        ax_excess.errorbar(g, m.excess / scale, yerr=m.excess_se / scale, fmt="o", ls=ls, ms=3, color=color,
+                           label=label)
         ax_excess.plot(g, m.fitted / scale, "--", color=color, lw=0.9)
         first = a.contraction.per_chain[0]
         order = np.argsort(first.direction_change)
         k = np.arange(len(order))
         ci = first.direction_change_interval[order]
         ax_directions.errorbar(k, first.direction_change[order], yerr=[first.direction_change[order] - ci[:, 0],
-                               ci[:, 1] - first.direction_change[order]], fmt="o-", ms=3, color=color)
+                               ci[:, 1] - first.direction_change[order]], fmt="o", ls=ls, ms=3, color=color)
     ax_excess.axhline(next(iter(assessments.values())).mixing.mixed_effect, color="k", ls=":", lw=0.9)
     ax_excess.set_yscale("symlog", linthresh=0.01)
     ax_excess.set_xlabel("generation")
@@ -382,7 +639,7 @@ def lucier_spectrograms(passes, show, sample_rate: int, *, f_star: float, band, 
     for ax, p in zip(axes.flat, show):
         im = spectrogram(ax, passes[p], sample_rate, fmax=min(sample_rate / 2, band[1] * 1.1))
         ax.axhline(f_star, color="cyan", lw=0.6, ls="--")
-        ax.set(title=f"pass {p}", xlabel="s", ylabel="Hz")
+        ax.set(title=f"pass {p}", xlabel="time (s)", ylabel="frequency (Hz)")
         ax.label_outer()  # axis labels on the left column and the bottom row only
     for ax in axes.flat[len(show):]:
         ax.set_visible(False)
@@ -424,11 +681,12 @@ def lucier_dominant_entropy(dominant, entropy, *, f_star: float, lock_in: int | 
     a1.axhline(f_star, color="k", ls=":", lw=0.8, label=f"predicted f* = {f_star:.1f} Hz")
     if lock_in is not None:
         a1.axvline(lock_in, color="tab:red", lw=0.8, label=f"locks in at pass {lock_in}")
-    a1.set_yscale("log"); a1.set_xlabel("pass"); a1.set_ylabel("Hz"); a1.legend(fontsize=7)
+    a1.set_yscale("log"); a1.set_xlabel("pass"); a1.set_ylabel("dominant frequency (Hz)"); a1.legend(fontsize=7)
     a2.plot(entropy, ".-", ms=3, lw=0.8, color=CUMULATIVE_COLOR)
     a2.set_xlabel("pass"); a2.set_ylabel("spectral entropy (bits)")
     a2.set_title("contraction: power gathers into few bins", fontsize=9)
     fig.suptitle("The chain forgets the voice and keeps the room")
+    fig.tight_layout()
     return fig
 
 
@@ -448,11 +706,13 @@ def lucier_embedding(embedding: dict, show):
         a1.scatter(*centre, s=40, color=c, edgecolor="k", lw=0.5, label=f"pass {p}")
     a1.plot(centroids[:, 0], centroids[:, 1], color="k", lw=0.6)
     explained = embedding["explained"]
-    a1.set_xlabel(f"PC1 ({explained[0]:.0%})"); a1.set_ylabel(f"PC2 ({explained[1]:.0%})")
+    a1.set_xlabel(f"PC1 of log-mel frames (dB; {explained[0]:.0%} of variance)")
+    a1.set_ylabel(f"PC2 (dB; {explained[1]:.0%})")
     a1.legend(fontsize=6, ncol=2)
     a2.plot(show, [spread[p] for p in show], "o-", ms=4)
     a2.set_xlabel("pass"); a2.set_ylabel("total variance of log-mel frames (dB²)")
     a2.set_title("the cloud of frames contracts", fontsize=9)
+    fig.tight_layout()
     return fig
 
 
@@ -486,12 +746,14 @@ def drift_all_chains(curves: dict):
 
     _need(curves, "drift_all_chains")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 6.2), sharex=True)
+    colors = series_colors(curves)
     for name, (local, cumulative) in curves.items():
         x = np.arange(len(cumulative.values)) / max(len(cumulative.values) - 1, 1)
         for ax, curve, start in ((top, local, 1), (bottom, cumulative, 0)):
             scale = max(np.nanmax(curve.excess[start:]), 1e-12)
             low, high = curve.excess_interval()
-            (line,) = ax.plot(x[start:], curve.excess[start:] / scale, "o-", ms=3, label=name)
+            (line,) = ax.plot(x[start:], curve.excess[start:] / scale, ms=3, color=colors[name], label=name,
+                              **data_style(name))
             ax.fill_between(x[start:], low[start:] / scale, high[start:] / scale, color=line.get_color(), alpha=0.12,
                             lw=0)
     for ax in (top, bottom):
@@ -513,8 +775,10 @@ def drift_phases_row(drift: dict, *, ylabel: str, suptitle: str, panel_width: fl
     fig, axes = plt.subplots(1, len(drift), figsize=(panel_width * len(drift), 3.6), squeeze=False)
     for ax, (s, d) in zip(axes[0], drift.items()):
         drift_panel(ax, d["local"], d["cumulative"], d["phases"], title=s.replace("_", " "), legend=ax is axes[0, 0])
+        ax.title.set_color(setting_color(s, "black"))  # the setting's colour, as in Fig. 1b and 09
     axes[0, 0].set_ylabel(ylabel)
     fig.suptitle(suptitle)
+    fig.tight_layout()  # the suptitle above the panels' titles, not on them (03's ImageNet-5 row)
     return fig
 
 
@@ -1005,7 +1269,7 @@ def sweep_phase_diagrams(summary, *, suptitle: str):
         ax.set_xlabel("")
     for ax in axes[:, 1:].ravel():
         ax.set_ylabel("")
-    fig.suptitle(suptitle)
+    fig.suptitle(suptitle, color=setting_color(plan.setting, "black"))  # the swept setting's colour
     fig.tight_layout(h_pad=2.5)
     return fig
 
@@ -1021,6 +1285,7 @@ def sweep_counterpart(summary, counterpart, *, suptitle: str):
     phase_map(a1, summary.grid("retention fall"), columns=plan.values, rows=plan.fresh_fractions, cmap="rocket_r",
               xlabel=plan.axis.label, ylabel="fresh real share f per generation", fmt=".2f", vmin=0,
               title=f"image sweep ({plan.setting}): class retention fall", cbar_label="retention, generation 0 - end")
+    a1.title.set_color(setting_color(plan.setting, "black"))  # the swept setting's colour, as in 05 and 09
     draw_boundary(a1, summary.boundary(), columns=plan.values, label="collapsing boundary")
     a1.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     c = counterpart
@@ -1051,3 +1316,4 @@ def sweep_counterpart(summary, counterpart, *, suptitle: str):
     fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+

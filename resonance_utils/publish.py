@@ -13,12 +13,19 @@ import numpy as np
 from .store import _now, atomic_path, check_manifest, figures_dir, git_commit, run_id, update_manifest, write_json
 
 
+STRICT_FIGURES_ENV = "RESONANCE_STRICT_FIGURES"  # "1": a figure with layout problems is an error
+
+
+class FigureLayoutError(RuntimeError):
+    """A figure saved with colliding text or dead space while RESONANCE_STRICT_FIGURES=1."""
+
+
 class Outputs:
     """Everything one notebook run writes, each file recorded in figures/MANIFEST.json (with the run's id,
     `run_id`, which run_all.sh compares before it skips a notebook).
 
     outputs = Outputs(cfg, data_source="real: CMU ARCTIC a0007 (pysptk)", feature_network="none")
-    outputs.figure(fig, "lucier_spectrograms"); outputs.table(df, "taxonomy"); outputs.numbers({...})
+    outputs.figure(fig, "lucier_spectrograms", caption="..."); outputs.table(df, "taxonomy"); outputs.numbers({...})
     """
 
     def __init__(self, cfg, *, data_source: str, feature_network: str = "none", device: str | None = None,
@@ -43,7 +50,7 @@ class Outputs:
         return (f"resonance · {self.stem} · profile {self.cfg.profile} · data: {self.data_source} · "
                 f"features: {self.feature_network} · our reconstruction, not the paper's numbers")
 
-    def _record(self, paths: list[Path]) -> None:
+    def _record(self, paths: list[Path], **extra) -> None:
         import time
 
         from .records import read_by
@@ -52,22 +59,42 @@ class Outputs:
                "read": read_by(self.stem),  # {producer: its run id}: which runs of other notebooks made this
                "git_commit": self.commit, "device": self.device,
                "wall_time_s": round(time.perf_counter() - self._t0, 2), "data_source": self.data_source,
-               "feature_network": self.feature_network, "created": _now(), "run_id": self.run_id}
+               "feature_network": self.feature_network, "created": _now(), "run_id": self.run_id, **extra}
         self.written += paths
         update_manifest(self.dir, {p.relative_to(self.dir).as_posix(): rec for p in paths})
 
-    def figure(self, fig, name: str) -> list[Path]:
-        """Stamp and save as name.png and name.pdf."""
-        from .plots import stamp
+    def figure(self, fig, name: str, *, caption: str) -> list[Path]:
+        """Stamp, check the layout (plots.layout_problems) and save as name.png and name.pdf (fonts embedded),
+        recording `caption` (what the figure shows and what in it is our reconstruction, 1-2 sentences) and the
+        layout problems in both files' manifest entries. With RESONANCE_STRICT_FIGURES=1 a figure with layout
+        problems is an error (after saving, so that it can be looked at)."""
+        import os
 
-        stamp(fig, self.stamp_text)
-        paths = []
-        for ext in ("png", "pdf"):
-            final = self.dir / f"{name}.{ext}"
-            with atomic_path(final) as tmp:
-                fig.savefig(tmp, format=ext)
-            paths.append(final)
-        self._record(paths)
+        import matplotlib
+
+        from .plots import FONT_RC, SAVE_BBOX, layout_problems, stamp
+
+        if not isinstance(caption, str) or not caption.strip():
+            raise ValueError(f"figure {name!r}: a caption is required (what it shows, what in it is ours)")
+        # measured as the PNG is drawn: small text's width changes by a few percent with the dpi (hinting)
+        shown_dpi, save_dpi = fig.dpi, matplotlib.rcParams["savefig.dpi"]
+        fig.set_dpi(shown_dpi if save_dpi == "figure" else float(save_dpi))
+        try:
+            stamp(fig, self.stamp_text)
+            problems = layout_problems(fig, bbox_inches=SAVE_BBOX)
+            paths = []
+            with matplotlib.rc_context(FONT_RC):
+                for ext in ("png", "pdf"):
+                    final = self.dir / f"{name}.{ext}"
+                    with atomic_path(final) as tmp:
+                        fig.savefig(tmp, format=ext, bbox_inches=SAVE_BBOX, dpi=fig.dpi)
+                    paths.append(final)
+        finally:
+            fig.set_dpi(shown_dpi)  # the notebook shows it as before
+        self._record(paths, caption=" ".join(caption.split()), layout_problems=problems)
+        if problems and os.environ.get(STRICT_FIGURES_ENV) == "1":
+            raise FigureLayoutError(f"figure {name!r} ({paths[0]}) has {len(problems)} layout problem(s) "
+                                    f"({STRICT_FIGURES_ENV}=1):\n  - " + "\n  - ".join(problems))
         return paths
 
     def table(self, df, name: str, *, floatfmt: str = ".4g") -> list[Path]:

@@ -36,7 +36,7 @@ import uuid
 import warnings
 from pathlib import Path
 
-from . import config, store
+from . import config, results_page, store
 
 KERNEL = "resonance"
 
@@ -841,6 +841,7 @@ def main(argv=None) -> int:
         report_interrupt(selected, results, [current] if current else [])
         return interrupted_exit_code()
     write_run_times(profile, selected, results, time.perf_counter() - total, jobs=1, force=args.force)
+    results_page.write_after_run(profile=profile)  # <figures dir>/index.html: what every run so far found
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if args.rehearse:
         _print_plan(profile, selected, overrides)
@@ -883,6 +884,7 @@ def _main_parallel(selected, profile, overrides, args, total) -> int:
         return interrupted_exit_code()
     failed = [s for s in todo if results[s][0] == "failed"]
     write_run_times(profile, selected, results, time.perf_counter() - total, jobs=max(jobs, 1), force=args.force)
+    results_page.write_after_run(profile=profile)  # <figures dir>/index.html: what every run so far found
     print(f"done in {time.perf_counter() - total:.1f} s", flush=True)
     if args.rehearse:
         _print_plan(profile, selected, overrides)

@@ -63,8 +63,8 @@ def test_lucier_spectrograms_one_panel_per_pass_and_the_rest_hidden(passes):
         (line,) = ax.get_lines()
         assert np.allclose(line.get_ydata(), 342.0) and line.get_linestyle() == "--"
         assert ax.get_ylim()[1] == pytest.approx(3300.0)  # 1.1 x the band's top, below Nyquist
-    assert [ax.get_xlabel() for ax in shown] == ["", "", "", "s"]  # the bottom row only
-    assert [ax.get_ylabel() for ax in shown] == ["Hz", "", "", "Hz"]  # the left column only
+    assert [ax.get_xlabel() for ax in shown] == ["", "", "", "time (s)"]  # the bottom row only
+    assert [ax.get_ylabel() for ax in shown] == ["frequency (Hz)", "", "", "frequency (Hz)"]  # the left column only
     (colorbar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert colorbar.get_ylabel() == "dB (each pass to its own peak)"
     assert fig.get_suptitle().startswith("Lucier's loop")
@@ -138,7 +138,7 @@ def test_lucier_embedding_a_cloud_and_a_centroid_per_pass(rng):
     assert legend_labels(a1) == ["pass 0", "pass 2", "pass 5"]
     (path,) = a1.get_lines()
     assert np.allclose(path.get_xdata(), [coords[p][:, 0].mean() for p in show])
-    assert (a1.get_xlabel(), a1.get_ylabel()) == ("PC1 (60%)", "PC2 (25%)")
+    assert (a1.get_xlabel(), a1.get_ylabel()) == ("PC1 of log-mel frames (dB; 60% of variance)", "PC2 (dB; 25%)")
     (spread,) = a2.get_lines()
     assert np.array_equal(spread.get_xdata(), show) and np.array_equal(spread.get_ydata(), [9.0, 4.0, 1.0])
     with pytest.raises(ValueError, match="nothing to draw"):
@@ -217,6 +217,10 @@ def test_drift_phases_row_fig5():
     assert [ax.get_legend() is not None for ax in axes] == [True, False, False]
     assert [ax.get_ylabel() for ax in axes] == ["FID (MNIST CNN)", "", ""]
     assert fig.get_figwidth() == pytest.approx(4.3 * 3) and fig.get_suptitle() == "MNIST drift"
+    # 03's row: its long suptitle sat on the panels' titles
+    fig = plots.drift_phases_row(drift, ylabel="FID (classifier features)", panel_width=4.6,
+                                 suptitle="ImageNet-5 stand-in: local and cumulative drift with detected phases")
+    assert plots.layout_problems(fig) == []
 
 
 def test_geometry_figure_one_panel_per_measure_one_line_per_setting():
@@ -227,6 +231,8 @@ def test_geometry_figure_one_panel_per_measure_one_line_per_setting():
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
     assert legend_labels(fig.axes[0]) == ["label guided", "unconditional"]
     assert fig.get_figwidth() == pytest.approx(15) and fig.get_suptitle() == "Geometry"
+    assert plots.layout_problems(plots.geometry_figure(pd.DataFrame(rows), suptitle="Geometry of the ImageNet-5 "
+                                                       "chains' feature clouds")) == []
 
 
 # ------------------------------------------------------------------------------------ 06: recursive diffusion

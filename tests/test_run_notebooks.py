@@ -174,6 +174,10 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
     assert figures["01_lucier_room"]["threads"] == share and figures["05_drift_geometry"]["threads"] == share
     assert all(f["t"] > t0 for f in figures.values())
     assert (root / "build" / "smoke" / "02_mnist_chains.log").exists()
+    # the run ends by writing the results page, a failed notebook shown as such
+    assert f"results page: {tmp_path / 'figures' / 'index.html'}" in out.stdout
+    page = (tmp_path / "figures" / "index.html").read_text()
+    assert 'href="notebooks/01_lucier_room.html"' in page and 'status failed">failed' in page
 
     # again: the two that ran are skipped without starting a process; only the failed one runs (and fails) again
     out = subprocess.run([sys.executable, "-m", "resonance_utils.run_notebooks", "--profile", "smoke", "--jobs", "2"],

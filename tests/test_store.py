@@ -66,7 +66,7 @@ def test_outputs_write_files_and_the_manifest(isolated_dirs):
     out = publish.Outputs(cfg, data_source="synthetic test", feature_network="none")
     fig, ax = plt.subplots()
     ax.plot([0, 1])
-    out.figure(fig, "demo")
+    out.figure(fig, "demo", caption="A test line.")
     out.table(pd.DataFrame({"setting": ["a|b"], "value": [0.123456]}), "demo_table")
     out.numbers({"x": np.float64(1.5), "ys": np.arange(3)})
     out.audio(np.sin(np.arange(800) / 5), 8000, "tone")
@@ -79,6 +79,7 @@ def test_outputs_write_files_and_the_manifest(isolated_dirs):
     rec = manifest["demo.png"]
     assert rec["profile"] == "smoke" and rec["data_source"] == "synthetic test" and rec["params"]["n_iterations"]
     assert {"git_commit", "device", "wall_time_s", "feature_network", "notebook"} <= set(rec)
+    assert rec["caption"] == "A test line." and rec["layout_problems"] == []
     assert json.loads((figs / "01_lucier_room.json").read_text())["ys"] == [0, 1, 2]
     md = (figs / "demo_table.md").read_text()
     assert "| a\\|b | 0.1235 |" in md
