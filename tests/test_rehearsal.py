@@ -183,6 +183,8 @@ def test_paper_rehearsal_runs_and_plans(tmp_path):
     env = {**os.environ, "RESONANCE_REHEARSAL_DIR": str(tmp_path / "rehearsal"), "RESONANCE_THREADS": "1",
            "RESONANCE_DATA_DIR": str(tmp_path / "data"), "RESONANCE_FIGURES_DIR": str(tmp_path / "figures")}
     env.pop("RESONANCE_PROFILE", None)
+    # rehearsal counts draw near-empty panels; the layout check is nbval's, at the smoke profile (issue 19)
+    env.pop("RESONANCE_STRICT_FIGURES", None)
     only = [a for stem in CI_REHEARSAL for a in ("--only", stem)]
     out = subprocess.run([sys.executable, "-m", "resonance_utils.run_notebooks", "--profile", "paper", "--rehearse",
                           "--jobs", "1", *only], capture_output=True, text=True, cwd=repo_root(), env=env,

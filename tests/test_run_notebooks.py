@@ -42,6 +42,8 @@ def test_inputs_hash_follows_notebook_params_and_overrides():
 
 def test_second_run_skips_and_force_reruns(tmp_path, monkeypatch):
     """One real papermill execution (smoke, a few passes), then a skip, then a failure that names its log."""
+    # this tests the runner, at counts below any profile's: the layout check is nbval's, at the smoke profile
+    monkeypatch.delenv("RESONANCE_STRICT_FIGURES", raising=False)
     monkeypatch.setenv("RESONANCE_FIGURES_DIR", str(tmp_path / "figures"))
     run_notebooks.ensure_kernel()
     over = {"n_iterations": 3, "voice_seconds": 0.3, "show_passes": "0, 3"}
