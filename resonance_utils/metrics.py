@@ -76,9 +76,68 @@ def mean_and_covariance(features) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
 
 
+# FID's cost at 2,048 dimensions is its dim x dim factorisations. On a GPU machine they run there, in torch at
+# float64 (seconds each in numpy on the host CPU, which the paper profile would spend hours on); below this size,
+# and on a CPU-only machine, numpy's LAPACK, so CPU numbers stay what they were.
+GPU_LINALG_MIN_DIM = 256
+
+
+def _torch_device(m: np.ndarray) -> str | None:
+    """Where torch factorises m: "cuda" for a large matrix on a GPU machine, else None (numpy)."""
+    from .runtime import cuda_available
+
+    return "cuda" if m.shape[-1] >= GPU_LINALG_MIN_DIM and cuda_available() else None
+
+
+def _via_torch(fn, m: np.ndarray, device: str):
+    import torch
+
+    out = fn(torch.as_tensor(np.ascontiguousarray(m), dtype=torch.float64, device=device))
+    return tuple(o.cpu().numpy() for o in out) if isinstance(out, tuple) else out.cpu().numpy()
+
+
+def _eigvalsh(m: np.ndarray) -> np.ndarray:
+    if device := _torch_device(m):
+        import torch
+        return _via_torch(torch.linalg.eigvalsh, m, device)
+    return np.linalg.eigvalsh(m)
+
+
+def _eigh(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if device := _torch_device(m):
+        import torch
+        return _via_torch(torch.linalg.eigh, m, device)
+    return np.linalg.eigh(m)
+
+
+def _cholesky(m: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor; np.linalg.LinAlgError when m is not positive definite (either backend)."""
+    if device := _torch_device(m):
+        import torch
+        factor, info = _via_torch(torch.linalg.cholesky_ex, m, device)
+        if int(info) != 0:
+            raise np.linalg.LinAlgError("matrix is not positive definite")
+        return factor
+    return np.linalg.cholesky(m)
+
+
+def _singular_values(m: np.ndarray) -> np.ndarray:
+    if device := _torch_device(m):
+        import torch
+        return _via_torch(torch.linalg.svdvals, m, device)
+    return np.linalg.svd(m, compute_uv=False)
+
+
+def _thin_svd(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if device := _torch_device(m):
+        import torch
+        return _via_torch(lambda t: torch.linalg.svd(t, full_matrices=False), m, device)
+    return np.linalg.svd(m, full_matrices=False)
+
+
 def _sym_sqrt_psd(s: np.ndarray) -> np.ndarray:
     # symmetric eigen-decomposition; tiny negative eigenvalues are round-off of a PSD matrix
-    w, v = np.linalg.eigh(s)
+    w, v = _eigh(s)
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
@@ -107,7 +166,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
     root1 = _sym_sqrt_psd(s1)
     middle = root1 @ s2 @ root1
-    eig = np.linalg.eigvalsh((middle + middle.T) / 2)
+    eig = _eigvalsh((middle + middle.T) / 2)
     trace_sqrt = np.sqrt(np.clip(eig, 0.0, None)).sum()
     diff = mu1 - mu2
     value = diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt
@@ -270,7 +329,7 @@ class _FidHalf:
         """A factor L with L L^T = cov: Cholesky (fast), or the symmetric square root when cov is singular."""
         if self._root is None:
             try:
-                self._root = np.linalg.cholesky(self.cov)
+                self._root = _cholesky(self.cov)
             except np.linalg.LinAlgError:
                 self._root = _sym_sqrt_psd(self.cov)
         return self._root
@@ -284,17 +343,17 @@ def _fd_halves(a: _FidHalf, b: _FidHalf) -> float:
     n_a x n_b product times its transpose)."""
     diff = a.mean - b.mean
     if a.gram or b.gram:
-        trace_sqrt = np.linalg.svd(a.xc @ b.xc.T, compute_uv=False).sum() / np.sqrt((a.n - 1) * (b.n - 1))
+        trace_sqrt = _singular_values(a.xc @ b.xc.T).sum() / np.sqrt((a.n - 1) * (b.n - 1))
     else:
         middle = a.root.T @ b.cov @ a.root
-        trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+        trace_sqrt = np.sqrt(np.clip(_eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
     return float(max(diff @ diff + a.trace + b.trace - 2.0 * trace_sqrt, 0.0))
 
 
 def _psd_power(s: np.ndarray, *powers: float) -> np.ndarray | list[np.ndarray]:
     """s^power for a symmetric PSD matrix, on its range (eigenvalues below 1e-10 of the largest count as 0);
     several powers: a list of them, from one eigendecomposition (at 2048 dimensions it costs seconds)."""
-    w, v = np.linalg.eigh((s + s.T) / 2)
+    w, v = _eigh((s + s.T) / 2)
     keep = w > 1e-10 * max(float(w.max()), np.finfo(float).tiny)
     out = []
     for power in powers:
@@ -339,7 +398,7 @@ def _transport_quadratic(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
     the SVD of the rows): with S_a = V L V^T and M = L^1/2 (V^T S_b V) L^1/2, T = V L^-1/2 M^1/2 L^-1/2 V^T; an
     r x r problem (r <= n_a - 1) instead of two d x d eigendecompositions when the sample has fewer rows than
     dimensions (seconds each at 2048-d)."""
-    _, sv, vt = np.linalg.svd(xa, full_matrices=False)
+    _, sv, vt = _thin_svd(xa)
     lam = sv ** 2 / (len(xa) - 1)
     keep = lam > 1e-10 * max(float(lam.max()), np.finfo(float).tiny)
     v, lam = vt[keep].T, lam[keep]

@@ -234,6 +234,40 @@ def test_resplit_distance_matches_frechet_distance_in_both_paths():
     assert not np.allclose(np.triu(ha.root, 1), 0)  # not a triangular factor
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_torch_linear_algebra_route_gives_numpys_numbers(monkeypatch, device):
+    """On a GPU machine FID's large factorisations run in torch (metrics._torch_device); torch on `device` stands
+    in here, so the route's bookkeeping (dtypes, the factor's triangle, the singular case's error) is checked on the
+    CPU too. Against the numpy route: the same distances, the same variance, the same fallback."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    rng = np.random.default_rng(31)
+    cases = [(rng.standard_normal((60, 12)), rng.standard_normal((70, 12)) * 1.3 + 0.2),  # covariance path
+             (rng.standard_normal((9, 20)), rng.standard_normal((9, 20)) + 0.5)]  # Gram path
+    singular = rng.standard_normal((60, 12))
+    singular[:, 0] = 1.0  # no Cholesky factor: the symmetric square root
+    cases.append((singular, cases[0][1]))
+
+    def numbers():
+        out = []
+        for a, b in cases:
+            n = min(len(a), len(b))
+            out += [M._fd_halves(M._FidHalf(a[:n]), M._FidHalf(b[:n])), M._fid_first_order_variance(a, b),
+                    M.frechet_distance(*M.mean_and_covariance(a), *M.mean_and_covariance(b))]
+        return np.array(out)
+
+    by_numpy = numbers()
+    used = []
+    monkeypatch.setattr(M, "_torch_device", lambda m: used.append(m.shape) or device)
+    by_torch = numbers()
+    assert used, "the torch route was taken"
+    np.testing.assert_allclose(by_torch, by_numpy, rtol=1e-9, atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        M._cholesky(np.cov(singular, rowvar=False))
+
+
 def test_first_order_variance_of_a_mean_shift():
     # N(0, I) against N(delta, I): the first-order term of FID is 2 delta.(mean_p - mean_q), of variance
     # 4 |delta|^2 (1/Np + 1/Nq); the Bures part has no first-order term for equal covariances
