@@ -17,6 +17,7 @@ Modules (import what you need; heavy libraries load lazily):
                                                              networks; official checkpoints
   attractors                                                 attractors and basins of deterministic maps
   mitigations, settings                                      what a retraining chain may train on; the settings
+  watermark                                                  an invisible DCT spread-spectrum mark, its detector
   recursive_diffusion, gaussian_refit, coevolution           the wider collapse literature
   iterative_mle                                              refitting on accumulated data, and when it collapses
   sweep                                                      where resonance stops: notebook 10's grid, its cells'
