@@ -249,10 +249,12 @@ def run_one(stem: str, profile: str, overrides: dict, *, force: bool) -> tuple[s
                                 stdout_file=logf, stderr_file=logf, kernel_manager_class=kernel_manager_class())
     except KeyboardInterrupt:
         stop_kernels()
+        drop_unfinished_record(stem, profile, run)
         with open(log, "a") as logf:
             logf.write(f"\ninterrupted after {time.perf_counter() - t0:.1f} s\n")
         raise
     except Exception as e:  # papermill raises PapermillExecutionError with the failing cell's traceback
+        drop_unfinished_record(stem, profile, run)
         with open(log, "a") as logf:
             logf.write("\n" + "".join(traceback.format_exception(e)))
         _rehearsal_outcome(stem, profile, "failed", time.perf_counter() - t0, failure_reason(e))
@@ -261,6 +263,23 @@ def run_one(stem: str, profile: str, overrides: dict, *, force: bool) -> tuple[s
     write_stamp(stem, profile, key, run)
     _rehearsal_outcome(stem, profile, "ran", time.perf_counter() - t0)
     return "ran", time.perf_counter() - t0, f"executed notebook: {executed}"
+
+
+def drop_unfinished_record(stem: str, profile: str, run: str) -> bool:
+    """Remove the record a notebook wrote in the run `run` that then failed or was stopped (05 records its
+    parameters before its last cells), so that a notebook reading it fails with MissingRecord instead of running
+    on a producer that did not finish. A record of an earlier, finished run is left alone (its chains are whole)."""
+    from .records import record_path
+
+    path = record_path(stem, profile)
+    try:
+        written = json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError):
+        return False
+    if written != run:
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 def _rehearsal_outcome(stem: str, profile: str, status: str, seconds: float, reason: str = "") -> None:

@@ -150,7 +150,12 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
               'fig.mkdir(parents=True, exist_ok=True)\n(fig / "{stem}.json").write_text(json.dumps('
               '{{"threads": os.environ.get("RESONANCE_THREADS"), "t": time.time()}}))\n')
     bodies = {"01_lucier_room": writes.format(stem="01_lucier_room"),
-              "02_mnist_chains": "import time\ntime.sleep(1)\nraise RuntimeError('boom in 02')\n",
+              # 02 writes its record (as 05 does, before its last cells), then fails: the runner removes it
+              "02_mnist_chains": "import json, os, time\nfrom pathlib import Path\n"
+                                 "rec = Path(os.environ['RESONANCE_DATA_DIR']) / 'records' / 'smoke'\n"
+                                 "rec.mkdir(parents=True, exist_ok=True)\n(rec / '02_mnist_chains.json').write_text("
+                                 "json.dumps({'run_id': os.environ['RESONANCE_RUN_ID']}))\n"
+                                 "time.sleep(1)\nraise RuntimeError('boom in 02')\n",
               "05_drift_geometry": writes.format(stem="05_drift_geometry")}
     for stem, body in bodies.items():
         (root / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -158,7 +163,8 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
         (root / "params" / stem).mkdir(parents=True)
         (root / "params" / stem / "smoke.yaml").write_text("seed: 0\n")
     run_notebooks.ensure_kernel()
-    env = {**os.environ, "RESONANCE_ROOT": str(root), "RESONANCE_FIGURES_DIR": str(tmp_path / "figures")}
+    env = {**os.environ, "RESONANCE_ROOT": str(root), "RESONANCE_FIGURES_DIR": str(tmp_path / "figures"),
+           "RESONANCE_DATA_DIR": str(tmp_path / "data")}
     env.pop("RESONANCE_THREADS", None)
     env.pop("OMP_NUM_THREADS", None)
     t0 = time.time()
@@ -176,6 +182,8 @@ def test_parallel_run_respects_dependencies_and_reports_a_failure(tmp_path):
     assert figures["01_lucier_room"]["threads"] == share and figures["05_drift_geometry"]["threads"] == share
     assert all(f["t"] > t0 for f in figures.values())
     assert (root / "build" / "smoke" / "02_mnist_chains.log").exists()
+    assert not (tmp_path / "data" / "records" / "smoke" / "02_mnist_chains.json").exists(), \
+        "a failed notebook's record of this run is removed: nothing reads a producer that did not finish"
     # the run ends by writing the results page, a failed notebook shown as such
     assert f"results page: {tmp_path / 'figures' / 'index.html'}" in out.stdout
     page = (tmp_path / "figures" / "index.html").read_text()
@@ -251,3 +259,17 @@ def test_measured_quick_durations_schedule_within_the_budget():
     log = simulate(list(durations), 2, durations, run_notebooks.resolved_dependencies("quick"))
     assert log["09_claim"][0] == log["02_mnist_chains"][1]  # the claim starts as soon as 02 is done
     assert max(end for _, end, _ in log.values()) < 30 * 60
+
+
+def test_only_the_failed_runs_own_record_is_dropped(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESONANCE_DATA_DIR", str(tmp_path))
+    from resonance_utils.records import record_path
+
+    path = record_path("05_drift_geometry", "quick")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"run_id": "05_drift_geometry-earlier"}))
+    assert not run_notebooks.drop_unfinished_record("05_drift_geometry", "quick", "05_drift_geometry-now")
+    assert path.exists(), "a finished earlier run's record stays"
+    assert run_notebooks.drop_unfinished_record("05_drift_geometry", "quick", "05_drift_geometry-earlier")
+    assert not path.exists()
+    assert not run_notebooks.drop_unfinished_record("05_drift_geometry", "quick", "05_drift_geometry-earlier")
