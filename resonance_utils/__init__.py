@@ -34,7 +34,7 @@ __all__ = ["attractors", "audio", "chain", "claim", "claim_runs", "coevolution",
            "cyclegan_checkpoints", "cyclegan_networks", "data", "diagnostics", "diffusion", "ensemble", "features",
            "gaussian_refit", "geometry", "image_chains", "iterative_mle", "latent", "metrics", "mitigations",
            "notebook_params", "plots", "publish", "records", "recursive_diffusion", "rehearsal", "results_page",
-           "run_notebooks", "runtime", "settings", "specs", "store", "sweep"]
+           "run_notebooks", "runtime", "settings", "specs", "store", "sweep", "watermark"]
 
 
 def __getattr__(name):

@@ -184,7 +184,7 @@ def _uses_gpu(job: ChainJob) -> bool:
 def image_chain_job(spec, setting: str, real, classifier, *, name: str | None = None, threads: int | None = None,
                     **run_options) -> ChainJob:
     """One image_chains.run_image_chain call as a job (named after the setting unless `name`), its own bar off
-    (the ensemble's shows). run_options: select, select_params, x0, chain_seed. threads None: this process's torch
+    (the ensemble's shows). run_options: select, select_params, mark, mark_params, x0, chain_seed. threads None: this process's torch
     threads now, what an in-process run computes with, so a Ray task computes the same numbers. Here rather than
     in image_chains, so that this module stays out of the image chains' run keys."""
     import torch

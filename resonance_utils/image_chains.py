@@ -260,6 +260,7 @@ class Retrain:
     classifier: object = None  # labels the unconditional chain's samples
     real_pool: dict | None = None
     select: object = None  # select(data, rng) -> data: a mitigation hook applied to each training set
+    mark: object = None  # mark(images) -> images: applied to every generated image (a watermark)
     space: object = None  # None: pixels; else the latent space, fixed: training encodes, sampling decodes
     progress: bool = True
 
@@ -299,6 +300,8 @@ class Retrain:
         images = diffusion.sample(model, n, labels=labels, guidance_scale=spec.guidance_scale if self.conditional
                                   else 1.0, ddim_steps=spec.ddim_steps, seed=self.seed, generation=ctx.generation,
                                   device=spec.device, progress=self.progress, space=self.space)
+        if self.mark is not None:
+            images = self.mark(images)
         if labels is None:
             from .features import classify
             labels = classify(self.classifier, images).argmax(1)
@@ -398,12 +401,14 @@ def grid_indices(labels, n: int, *, seed: int = 0) -> np.ndarray:
 
 
 def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *, select=None,
-                    select_params: dict | None = None, x0: dict | None = None, chain_seed: int | None = None,
+                    select_params: dict | None = None, mark=None, mark_params: dict | None = None, x0: dict | None = None, chain_seed: int | None = None,
                     autoencoder_rms: bool = True, progress: bool = True) -> chain.ChainResult:
     """Run (or read back) one setting's chain of a diffusion chain spec on the real image set `real`.
 
     select(data, rng) -> data filters or selects each training set of a retraining chain (a mitigation);
     select_params names it in the run key (required with select).
+    mark(images) -> images changes every image a retraining chain generates (a watermark); mark_params names it in
+    the run key (required with mark).
     x0: another starting set {"images", "labels"} (default: a class-balanced real subset of
     samples_per_generation images); its content hash enters the run key.
     chain_seed: the seed of this chain's own randomness (training batches, sampling and feedback noise; default
@@ -422,6 +427,10 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
                         f"got {type(spec).__name__}")
     if select is not None and not select_params:
         raise ValueError("a select hook needs select_params that name it (they enter the run key)")
+    if mark is not None and not mark_params:
+        raise ValueError("a mark hook needs mark_params that name it (they enter the run key)")
+    if mark is not None and setting == "latent_feedback":
+        raise ValueError("a mark hook applies to the retraining chains' generated images, not to latent feedback")
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; valid: {', '.join(SETTINGS)}")
     start = None
@@ -441,12 +450,14 @@ def run_image_chain(spec: DiffusionChainSpec, setting: str, real, classifier, *,
         step = LatentFeedback(base, spec, seed, space=_diffusion_space(space), progress=progress, real_pool=pool)
     else:
         step = Retrain(base, spec, conditional=setting == "label_guided", seed=seed, classifier=classifier,
-                       real_pool=pool, select=select, space=_diffusion_space(space), progress=progress)
+                       real_pool=pool, select=select, mark=mark, space=_diffusion_space(space), progress=progress)
     params = spec.key() | {"classifier": model_fingerprint(classifier), "space": space.key()}
     if chain_seed is not None:
         params["chain_seed"] = seed
     if select_params:
         params["selection"] = select_params
+    if mark_params:
+        params["mark"] = mark_params
     if start is not None:
         params["start"] = start
     if not autoencoder_rms:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from .diagnostics import LOST_RETENTION
 from .specs import (ClaimMeasures, ConfigError, CycleGANSpec, DiagnosticThresholds, DiffusionChainSpec,
-                    EnsembleSpec, ImagenetDataSpec, LucierSpec, Spec, param)
+                    EnsembleSpec, ImagenetDataSpec, LucierSpec, MitigationSpec, Spec, param)
 
 NOTEBOOKS: dict[str, type] = {}
 
@@ -186,20 +186,16 @@ class CoevolvingModelsParams(Spec, NotebookParams):
 
 
 @notebook("08_mitigations", reads={"02_mnist_chains": None, "05_drift_geometry": None})
-class MitigationsParams(EnsembleSpec, NotebookParams):
+class MitigationsParams(EnsembleSpec, MitigationSpec, NotebookParams):
     seed: int = param(0, "the chain's seed, shared by every mitigation")
-    mitigation_list: str = param("none, fresh_data, accumulate, entropy_selection, self_verification", "which to run")
     n_generations: int = param(8, "feedback steps after generation 0", low=1)
     samples_per_generation: int = param(400, "N: samples per generation (generation 0: class-balanced real digits)",
                                         low=1)
     finetune_steps: int = param(30, "training steps per generation (fine-tuned from the previous model)", low=1)
-    fresh_fraction: float = param(0.2, "fresh_data: share of every training set replaced by new real digits", low=0,
-                                  high=1, low_open=True)
-    keep_fraction: float = param(0.6, "entropy_selection: share of the samples kept", low=0, high=1, low_open=True)
-    verify_threshold: float = param(0.9, "self_verification: classifier probability of the own label needed to be "
-                                    "kept", low=0, high=1)
     feature_network: str = param("mnist", "drift and taxonomy features: mnist (our classifier's embedding) | "
                                  "inception", choices=("mnist", "inception"))
+    watermark_samples: int = param(1000, "generated and real images the watermark's detection rates are measured "
+                                   "on (each)", low=2)
 
 
 @notebook("09_claim", reads={"01_lucier_room": "include_lucier", "02_mnist_chains": "include_mnist",

@@ -1126,6 +1126,34 @@ def iterative_mle(rates):
     return fig
 
 
+def weak_curation(grid, reference: dict | None, *, feature_network: str):
+    """Weak curation (mitigations.curation_summary): (left) final class retention and (right) final cumulative
+    FID(g, 0) against the curator's accuracy, one colour per budget, hardest-first solid and random dashed; the
+    uncurated chain at the same generation dotted. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    budgets = sorted(grid["budget"].unique())
+    colors = dict(zip(budgets, OTHER_COLORS))
+    for ax, column in zip(axes, ("final class retention", "final cumulative FID")):
+        for (focus, budget), cell in grid.groupby(["focus", "budget"], sort=True):
+            cell = cell.sort_values("curator accuracy")
+            ax.plot(cell["curator accuracy"], cell[column], ls="-" if focus == "hardest" else "--", marker="o",
+                    ms=4, color=colors[budget], label=f"{focus}, budget {budget:g}")
+        if reference is not None:
+            ax.axhline(reference[column], color=FLOOR_COLOR, ls=":", lw=1,
+                       label=f"no curation (generation {reference['generation']})")
+        ax.axvline(0.5, color="0.75", lw=0.8)
+        ax.set_xlabel("curator accuracy (0.5: chance)")
+    axes[0].set_ylabel("final class retention (share of samples)")
+    axes[1].set_ylabel(f"final cumulative FID(g, 0)\n{feature_network}")
+    axes[0].legend(fontsize=7)
+    g = int(grid["generations"].max())
+    fig.suptitle(f"Weak curation of the label-guided MNIST chain (after {g} generations, same seed)")
+    fig.tight_layout()
+    return fig
+
+
 def _cell_edges(values, *, log: bool = False) -> np.ndarray:
     """Edges of the cells centred on increasing grid values (midpoints; the outer cells as wide as their
     neighbours' gap, or 10% of the value for a single one), geometric midpoints on a log axis."""

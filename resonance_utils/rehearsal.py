@@ -38,6 +38,8 @@ COUNT_FIELDS = frozenset({
     # the sweep's grid: fewer cells, never other values (a subset of the paper's with both ends, which take
     # every branch: no fresh data and some; no guidance and the strongest; tests/test_rehearsal.py)
     "fresh_fractions", "guidance_scales",
+    # 08's weak curation grid likewise (a subset of the paper's), its chains' length and the watermark's sample
+    "curator_accuracies", "curation_budgets", "curation_generations", "watermark_samples",
 })
 ALL_MEANS_ZERO = frozenset({"n_train", "n_per_class", "base_train_size", "fid_n"})  # 0 = all: any count is less
 
@@ -58,7 +60,9 @@ COUNTS: dict[str, dict] = {
     "07_coevolving_models": {"refit_generations": 6, "refit_replicates": 200, "refit_cloud_points": 100,
                              "refit_classify_every": 3, "n_samples": 100, "n_generations": 6, "n_replicates": 3,
                              "mle_generations": 6, "mle_replicates": 200},
-    "08_mitigations": {"n_generations": 2, "samples_per_generation": 40, "finetune_steps": 2},
+    "08_mitigations": {"n_generations": 2, "samples_per_generation": 40, "finetune_steps": 2,
+                       "curator_accuracies": "0.5, 1.0", "curation_budgets": "0.5", "curation_generations": 2,
+                       "watermark_samples": 40},
     "09_claim": {"held_out": 2, "n_starts": 2, "n_replicates": 2, "image_generations": 5, "image_samples": 30,
                  "image_finetune_steps": 1, "n_boot": 20, "lucier_mixing_times": 1.0, "lucier_generations": 5,
                  "cyclegan_cycles": 16, "cyclegan_generations": 5, "cyclegan_starts": 25, "calibration_seeds": 2,
@@ -215,14 +219,30 @@ def _drift_counts(cfgs) -> dict:
     return {"Inception features" if c.feature_network == "inception" else "classifier features": chains}
 
 
+def _mitigation_chains(c) -> int:
+    """08's chains: one per named mitigation and one per weak curation cell."""
+    from .mitigations import curation_cells
+    from .specs import MitigationSpec, build
+
+    settings = build(MitigationSpec, c)
+    return len(settings.mitigations()) + len(curation_cells(settings))
+
+
 def _mitigation_counts(cfgs) -> dict:
+    from .mitigations import curation_cells
+    from .specs import MitigationSpec, build
+
     c, m = cfgs["08_mitigations"], cfgs["02_mnist_chains"]
-    names = [x.strip() for x in c.mitigation_list.split(",") if x.strip()]
+    settings = build(MitigationSpec, c)
+    names, cells = settings.mitigations(), curation_cells(settings)
     n, N = c.n_generations, c.samples_per_generation
+    n_curated = settings.curation_generations or n
     parts = [_chain_counts(m, "label_guided", n=n, N=N, finetune=c.finetune_steps,
                            select_classify=x in ("entropy_selection", "self_verification")) for x in names]
+    parts += [_chain_counts(m, "label_guided", n=n_curated, N=N, finetune=c.finetune_steps, select_classify=True)
+              for _ in cells]
     feature = "Inception features" if c.feature_network == "inception" else "classifier features"
-    return _add(*parts, {feature: len(names) * (n + 1) * N})
+    return _add(*parts, {feature: len(names) * (n + 1) * N + len(cells) * (n_curated + 1) * N})
 
 
 def _claim_counts(cfgs) -> dict:
@@ -311,11 +331,15 @@ def resolved(profile: str, notebook: str, *, rehearse: bool, overrides: dict | N
 
 # One H100-class GPU: the assumption every GPU-hours figure rests on (see GPU_NOTE).
 GPU_FLOPS = 100e12
+# FID's float64 factorisations on that GPU: about 10% of an H100's 67 TFLOP/s FP64 tensor peak, since
+# eigensolvers' tridiagonal reductions are bound by memory and launches, not by arithmetic
+GPU_LINALG_FLOPS = 5e12
 GPU_NOTE = ("GPU time = the FLOPs at full scale / 100 TFLOP/s, i.e. 10% of an H100's dense bf16 peak (989 TFLOP/s): "
             "an estimate for small convolutional UNets at batch 128 (no GPU benchmark is recorded in "
             "benchmarks/results.json yet; benchmarks/gpu_check.sh measures it). Launch-bound small models "
-            "(the 7x7 latent UNet, the MNIST CNN) will run below it. FID's linear algebra (numpy, on the CPU even "
-            "there) is added at the time measured here.")
+            "(the 7x7 latent UNet, the MNIST CNN) will run below it. FID's linear algebra runs there too (torch, "
+            "float64, metrics.GPU_LINALG_MIN_DIM dimensions and up): its leading-order FLOPs (a re-split distance "
+            "about 6 d^3 with more rows than dimensions) / 5 TFLOP/s, i.e. 10% of the H100's FP64 tensor peak.")
 CPU_NOTE = ("CPU time = measured seconds per unit in this rehearsal x the unit count at full scale (an estimate: "
             "time taken as linear in images x steps, which holds for a compute-bound CPU; a notebook's other time - "
             "imports, data, plots - is taken as fixed). Notebooks without a recorded hot operation (numpy only: 01, "
@@ -373,10 +397,12 @@ def plan(profile: str, notebooks: list[str], overrides: dict | None = None) -> d
             full_units = units if counted is None else counted * share
             per_unit = o["seconds"] / units if units else 0.0
             scaled = _fid_units(nb, name, units, cfgs_small, cfgs_full)
+            flops_per_unit = o["flops"] / units if units else 0.0
             if scaled is not None:
                 full_units, counted = scaled, "scaled"
                 dim = int(o["model"].split("-")[0])
                 rows = FID_SCALE[nb](cfgs_full)[2]
+                flops_per_unit = fid_linalg_flops(name, rows, dim)
                 if name == "FID re-split distance" and rows > dim >= FID_SCALE[nb](cfgs_small)[2]:
                     # rows > dim at full scale: the covariance path (the rehearsal, with fewer rows than
                     # dimensions, took the Gram path), timed here once on random rows of the full size
@@ -385,8 +411,7 @@ def plan(profile: str, notebooks: list[str], overrides: dict | None = None) -> d
                                "rehearsal_units_predicted": None if small.get(name) is None else small[name] * share,
                                "seconds_per_unit": per_unit, "full_units": full_units,
                                "projected_seconds": per_unit * full_units,
-                               "flops_per_unit": o["flops"] / units if units else 0.0,
-                               "full_flops": (o["flops"] / units if units else 0.0) * full_units,
+                               "flops_per_unit": flops_per_unit, "full_flops": flops_per_unit * full_units,
                                "count": "fixed" if counted is None else counted if isinstance(counted, str)
                                else "from parameters",
                                "batch_rehearsal": o["batch_max"],
@@ -397,9 +422,9 @@ def plan(profile: str, notebooks: list[str], overrides: dict | None = None) -> d
         # a notebook with no hot operation (01, 06, 07: numpy) is not projected: its work has no recorded unit
         row["projected_seconds"] = other + sum(o["projected_seconds"] for o in row["ops"]) if row["ops"] else None
         row["full_flops"] = sum(o["full_flops"] for o in row["ops"])
-        # FID's eigendecompositions are numpy's: on a GPU machine they still run on its CPU
-        row["cpu_side_seconds"] = sum(o["projected_seconds"] for o in row["ops"] if o["op"] in FID_RESPLIT_POWER)
-        row["projected_gpu_seconds"] = row["full_flops"] / GPU_FLOPS + row["cpu_side_seconds"]
+        fid_flops = sum(o["full_flops"] for o in row["ops"] if o["op"] in FID_RESPLIT_POWER)
+        row["fid_linalg_gpu_seconds"] = fid_flops / GPU_LINALG_FLOPS
+        row["projected_gpu_seconds"] = (row["full_flops"] - fid_flops) / GPU_FLOPS + row["fid_linalg_gpu_seconds"]
         # an operation the parameters call for that the rehearsal never ran: read from a cache (a chain or model
         # of an earlier rehearsal), so this row undercounts it
         row["unrecorded"] = sorted(k for k, v in full.items() if v is not FIXED and v > 0 and k not in by_op)
@@ -407,6 +432,22 @@ def plan(profile: str, notebooks: list[str], overrides: dict | None = None) -> d
                          if row["ops"] else {})
         out["notebooks"][nb] = row
     return out
+
+
+def fid_linalg_flops(op: str, rows: int, dim: int) -> float:
+    """Leading-order floating-point work of one FID operation at `rows` per half in `dim` dimensions: a re-split
+    distance factors and multiplies d x d matrices (Cholesky d^3/3, two products 4 d^3, eigenvalues ~4/3 d^3) or,
+    with no more rows than dimensions, the n x n Gram route (2 n^2 d, singular values ~4 n^3); a full distance adds
+    a symmetric square root (~9 d^3); the first-order variance two d x d Gram products, a thin SVD and an r x r
+    eigendecomposition (r = min(rows, dim))."""
+    r = min(rows, dim)
+    if op == "FID re-split distance":
+        return 6.0 * dim**3 if rows > dim else 2.0 * rows**2 * dim + 4.0 * rows**3
+    if op == "FID distance":
+        return 15.0 * dim**3
+    if op == "FID first-order variance":
+        return 8.0 * rows * dim**2 + 4.0 * rows * r**2 + 9.0 * r**3
+    raise ValueError(f"not an FID operation: {op!r}; valid: {', '.join(FID_RESPLIT_POWER)}")
 
 
 def _resplit_seconds(rows: int, dim: int) -> float:
@@ -449,7 +490,7 @@ def _memory(nb: str, row: dict, cfgs: dict) -> dict:
     if "samples_per_generation" in c and "n_generations" in c:
         side = c.get("resolution", 28) if nb == "03_imagenet_chains" else 28
         channels = 3 if nb == "03_imagenet_chains" else 1
-        chains = len(_settings(c)) if "settings" in c else len([m for m in c.mitigation_list.split(",") if m.strip()])
+        chains = len(_settings(c)) if "settings" in c else _mitigation_chains(c)
         held = chains * (c.n_generations + 1) * c.samples_per_generation * side * side * channels
     peak = row["peak_rss_bytes"] or 0
     return {"rehearsal_peak_bytes": peak, "largest_batch_growth_bytes": growth, "held_images_bytes": held,
@@ -479,7 +520,7 @@ def plan_markdown(p: dict) -> str:
                          f"{_fmt_s(o['projected_seconds'])} | {o['flops_per_unit'] / 1e9:.3g} | "
                          f"{o['full_flops'] / 1e15:.3g} |")
     lines += ["", f"| notebook | rehearsal | projected full run here ({p['device']}) | projected on one H100 (estimate) | "
-              "of it FID's numpy algebra | peak memory (rehearsal) | projected peak | over 2 h on the GPU? |",
+              "of it FID's linear algebra | peak memory (rehearsal) | projected peak | over 2 h on the GPU? |",
               "|---|---|---|---|---|---|---|---|"]
     failed = [nb for nb, row in p["notebooks"].items() if row["status"] != "ran"]
     for nb, row in p["notebooks"].items():
@@ -487,7 +528,7 @@ def plan_markdown(p: dict) -> str:
         m = row.get("memory") or {}
         status = "" if row["status"] == "ran" else f" ({row['status'].upper()})"
         lines.append(f"| {nb} | {_fmt_s(row['rehearsal_seconds'])}{status} | {_fmt_s(row['projected_seconds'])} | "
-                     f"{_fmt_s(gpu) if row['ops'] else 'CPU-only'} | {_fmt_s(row['cpu_side_seconds'])} | "
+                     f"{_fmt_s(gpu) if row['ops'] else 'CPU-only'} | {_fmt_s(row['fid_linalg_gpu_seconds'])} | "
                      f"{_fmt_b(row['peak_rss_bytes'])} | "
                      f"{_fmt_b(m.get('projected_peak_bytes'))} | {'YES' if gpu > 7200 else 'no'} |")
     cached = {nb: row["unrecorded"] for nb, row in p["notebooks"].items() if row.get("unrecorded")}

@@ -420,6 +420,59 @@ class ClaimMeasures(Spec):
                                      **shared))
 
 
+# ----------------------------------------------------------------------------------------------- mitigations
+MITIGATIONS = ("none", "fresh_data", "accumulate", "entropy_selection", "self_verification", "watermark_filter",
+               "watermark_filter_weak")  # what mitigations.chain_jobs runs by name; weak curation is a grid
+CURATION_FOCUS = ("hardest", "random")  # which samples a weak curator judges
+
+
+@dataclass(frozen=True)
+class MitigationSpec(Spec):
+    """The mitigations of the label-guided retraining chain (mitigations.py) and their settings: our readings of
+    the literature, every one a parameter."""
+    mitigation_list: str = param("none, fresh_data, accumulate, entropy_selection, self_verification, "
+                                 "watermark_filter, watermark_filter_weak", "which to run (besides the weak "
+                                 "curation grid)")
+    fresh_fraction: float = param(0.2, "fresh_data and both watermark filters: share of every training set replaced "
+                                  "by new real digits", low=0, high=1, low_open=True)
+    keep_fraction: float = param(0.6, "entropy_selection: share of the samples kept", low=0, high=1, low_open=True)
+    verify_threshold: float = param(0.9, "self_verification: classifier probability of the own label needed to be "
+                                    "kept", low=0, high=1)
+    watermark_strength: float = param(0.0, "watermark: amplitude of the spread-spectrum pattern per DCT "
+                                      "coefficient, in grey levels; 0: the scheme's default", low=0)
+    watermark_threshold: float = param(0.0, "watermark_filter: detector z-score above which a training image is "
+                                       "dropped; 0: the scheme's default", low=0)
+    weak_detector_threshold: float = param(0.0, "watermark_filter_weak: the weakened detector's higher z "
+                                           "threshold (it misses more marked images); 0: the marked images' "
+                                           "median score", low=0)
+    curator_accuracies: tuple[float, ...] = param((0.5, 0.6, 1.0), "weak curation: how often the curator's "
+                                                  "good/bad verdict is right (0.5: chance, 1: perfect); empty: none",
+                                                  low=0, high=1)
+    curation_budgets: tuple[float, ...] = param((0.25, 0.5), "weak curation: share of each training set the "
+                                                "curator judges", low=0, high=1, low_open=True)
+    curation_focus: str = param("hardest, random", "weak curation: which samples it judges (hardest: lowest "
+                                "classifier margin first | random)")
+    curation_generations: int = param(0, "weak curation chains' length (0: n_generations); fewer keeps the grid "
+                                      "cheap", low=0)
+
+    def check(self) -> None:
+        super().check()
+        unknown = [m for m in self.mitigations() if m not in MITIGATIONS]
+        if unknown:
+            raise ConfigError(f"parameter 'mitigation_list': unknown mitigation(s) {', '.join(map(repr, unknown))}; "
+                              f"valid: {', '.join(MITIGATIONS)}")
+        bad = [f for f in self.focus_list() if f not in CURATION_FOCUS]
+        if bad:
+            raise ConfigError(f"parameter 'curation_focus': unknown focus {', '.join(map(repr, bad))}; valid: "
+                              f"{', '.join(CURATION_FOCUS)}")
+
+    def mitigations(self) -> list[str]:
+        return [m.strip() for m in self.mitigation_list.split(",") if m.strip()]
+
+    def focus_list(self) -> list[str]:
+        return [f.strip() for f in self.curation_focus.split(",") if f.strip()]
+
+
 # ------------------------------------------------------------------------------------------------- ensembles
 EXECUTORS = ("inprocess", "ray")  # how ensemble.run_ensemble runs a list of chains
 

@@ -185,8 +185,9 @@ def test_mitigation_jobs_pickle_and_select_as_before(one_torch_thread):
 
     classifier = features.MnistClassifier().eval()
     spec = specs.DiffusionChainSpec(device="cpu", n_generations=2)
-    jobs = mitigations.chain_jobs(spec, ["none", "entropy_selection", "self_verification"], None, classifier,
-                                  fresh_fraction=0.2, keep_fraction=0.5, verify_threshold=0.1)
+    settings = specs.MitigationSpec(mitigation_list="none, entropy_selection, self_verification", keep_fraction=0.5,
+                                    verify_threshold=0.1, curator_accuracies="")
+    jobs = mitigations.chain_jobs(spec, None, classifier, settings)
     assert [j.name for j in jobs] == ["none", "entropy_selection", "self_verification"]
     assert all(j.kwargs["progress"] is False and j.n_generations == 2 and j.device == "cpu" and
                j.threads == torch.get_num_threads() for j in jobs)

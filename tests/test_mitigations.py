@@ -46,7 +46,82 @@ def test_bad_mitigation_inputs():
     with pytest.raises(ValueError, match="rows"):
         mitigations.select_self_verified(labelled(3), np.eye(2), 0.5)
     with pytest.raises(ValueError, match="unknown mitigation 'dropout'"):
-        mitigations.chain_setup("dropout", None, fresh_fraction=0.2, keep_fraction=0.5, verify_threshold=0.9)
+        mitigations.chain_setup("dropout", None, specs.MitigationSpec())
+    with pytest.raises(specs.ConfigError, match="mitigation_list.*'dropout'"):
+        specs.MitigationSpec(mitigation_list="none, dropout")
+    with pytest.raises(specs.ConfigError, match="curation_focus.*'hard'"):
+        specs.MitigationSpec(curation_focus="hard")
+    with pytest.raises(specs.ConfigError, match="curator_accuracies"):
+        specs.MitigationSpec(curator_accuracies="0.5, 1.2")
+    probs = np.eye(3)[[0, 1, 2]]
+    with pytest.raises(ValueError, match="accuracy"):
+        mitigations.curate_weakly(labelled(3), probs, accuracy=1.5, budget=0.5, focus="random", rng=RNG())
+    with pytest.raises(ValueError, match="budget"):
+        mitigations.curate_weakly(labelled(3), probs, accuracy=0.5, budget=0, focus="random", rng=RNG())
+    with pytest.raises(ValueError, match="unknown focus 'easiest'"):
+        mitigations.curate_weakly(labelled(3), probs, accuracy=0.5, budget=0.5, focus="easiest", rng=RNG())
+    with pytest.raises(ValueError, match="dropped every sample"):  # all wrong, all judged, a perfect curator
+        mitigations.curate_weakly(labelled(3), np.eye(3)[[1, 1, 1]], accuracy=1, budget=1, focus="random",
+                                  rng=RNG())
+
+
+def RNG(seed=0):
+    return np.random.default_rng(seed)
+
+
+def curation_case(n=40, seed=1):
+    """n samples of 3 classes, a third of them misclassified, margins all different."""
+    rng = np.random.default_rng(seed)
+    data = labelled(n)
+    data["labels"] = np.arange(n) % 3
+    pred = np.where(np.arange(n) % 3 == 0, (data["labels"] + 1) % 3, data["labels"])
+    conf = np.linspace(0.4, 0.99, n)[rng.permutation(n)]
+    return data, one_hot_probs(pred, conf), pred == data["labels"]
+
+
+def counts(kept, n):
+    return np.bincount(kept["images"][:, 0, 0].astype(int), minlength=n)
+
+
+@pytest.mark.parametrize("focus", ["hardest", "random"])
+def test_weak_curator_at_chance_changes_nothing_in_expectation_and_better_ones_move_weight(focus):
+    n, draws = 40, 4000
+    data, probs, correct = curation_case(n)
+    for accuracy in (0.5, 0.75):
+        mean = np.mean([counts(mitigations.curate_weakly(data, probs, accuracy=accuracy, budget=0.5, focus=focus,
+                                                         rng=RNG(i)), n) for i in range(draws)], axis=0)
+        # independent reference: a judged sample keeps weight 2 w.p. P(verdict good), else 0; judged w.p. 1
+        # (hardest: the 20 lowest margins) or 1/2 (random)
+        p_good = np.where(correct, accuracy, 1 - accuracy)
+        if focus == "hardest":
+            top2 = np.sort(probs, 1)[:, -2:]
+            judged = np.zeros(n, bool)
+            judged[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")[:20]] = True
+            want = np.where(judged, 2 * p_good, 1.0)
+        else:
+            want = 0.5 * 2 * p_good + 0.5
+        # each mean count has sd <= 1 / sqrt(draws) = 0.016: 5 sd
+        assert np.abs(mean - want).max() < 5 / np.sqrt(draws), (focus, accuracy)
+        if accuracy == 0.5:
+            assert np.abs(mean - 1).max() < 5 / np.sqrt(draws), "chance: every sample's expected weight stays 1"
+        else:
+            assert mean[correct].mean() > 1.05 and mean[~correct].mean() < 0.95
+
+
+def test_perfect_curator_on_everything_doubles_the_correct_and_drops_the_wrong():
+    data, probs, correct = curation_case(30)
+    kept = mitigations.curate_weakly(data, probs, accuracy=1.0, budget=1.0, focus="random", rng=RNG())
+    assert counts(kept, 30).tolist() == np.where(correct, 2, 0).tolist()
+    assert np.array_equal(kept["labels"], np.repeat(data["labels"], np.where(correct, 2, 0)))
+
+
+def test_hardest_focus_judges_the_lowest_margins():
+    data = labelled(4)
+    probs = np.array([[.5, .3, .2], [.9, .05, .05], [.34, .33, .33], [.65, .35, 0]])  # margins .2 .85 .01 .3
+    data["labels"] = np.array([1, 0, 1, 0])  # 0 wrong, 1 right, 2 wrong, 3 right
+    kept = mitigations.curate_weakly(data, probs, accuracy=1.0, budget=0.5, focus="hardest", rng=RNG())
+    # the two lowest margins: 2 (0.01), then 0 (0.2); both wrong, both dropped
+    assert counts(kept, 4).tolist() == [0, 1, 0, 1]
 
 
 def test_hook_runs_in_the_chain_and_changes_the_key():
@@ -71,3 +146,108 @@ def test_hook_runs_in_the_chain_and_changes_the_key():
     assert plain.run_dir != hooked.run_dir
     with pytest.raises(ValueError, match="select_params"):
         image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook, progress=False)
+
+
+class CornerMark:
+    """A perfect detector by construction on MNIST, whose corner pixel is 0 in every real digit: the mark sets it
+    to 1."""
+
+    def embed(self, images):
+        out = images.copy()
+        out[:, 0, 0] = 1
+        return out
+
+    def detect(self, images):
+        return images[:, 0, 0] == 1
+
+
+def test_a_perfect_watermark_filter_leaves_only_real_digits_in_every_training_set():
+    from resonance_utils.data import load_mnist
+    from resonance_utils.features import MnistClassifier
+
+    real = load_mnist("test")
+    assert not (real.images[:, 0, 0] == 1).any()
+    clf = MnistClassifier().eval()
+    cfg = specs.build(specs.DiffusionChainSpec, config.load_config(
+        "02_mnist_chains", "smoke", n_generations=3, samples_per_generation=20, base_steps=4, finetune_steps=2,
+        batch_size=10, ddim_steps=2, device="cpu")).replace(regime="fresh", fresh_fraction=0.3)
+    mark, seen = CornerMark(), []
+    flt = mitigations.WatermarkFilter(mark)
+
+    def hook(data, rng):
+        kept = flt(data, rng)
+        seen.append((len(data["labels"]), kept["images"]))
+        return kept
+
+    out = image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook, select_params={"rule": "corner"},
+                                       mark=mark.embed, mark_params={"mark": "corner"}, progress=False)
+    assert all(mark.detect(out.states[g]["images"]).all() for g in range(1, 4)), "every generated image is marked"
+    assert not mark.detect(out.states[0]["images"]).any()
+    real_rows = {img.tobytes() for img in real.images}
+    for g, (n, kept) in enumerate(seen, start=1):
+        assert n == 20
+        assert all(img.tobytes() in real_rows for img in kept), f"generation {g} trained on a generated image"
+        if g > 1:  # the fresh share (6 of 20) is all that is left of a generated generation
+            assert len(kept) == 6
+    unmarked = image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook,
+                                            select_params={"rule": "corner"}, progress=False)
+    assert unmarked.run_dir != out.run_dir, "the mark enters the run key"
+    with pytest.raises(ValueError, match="mark_params"):
+        image_chains.run_image_chain(cfg, "label_guided", real, clf, mark=mark.embed, progress=False)
+    with pytest.raises(ValueError, match="flagged every training image"):
+        flt({"images": mark.embed(real.images[:5]), "labels": real.labels[:5]}, None)
+
+
+def test_chain_jobs_name_every_mitigation_and_curation_cell():
+    from resonance_utils.features import MnistClassifier
+
+    settings = specs.MitigationSpec(mitigation_list="none, accumulate", curator_accuracies="0.5, 1",
+                                    curation_budgets="0.25", curation_generations=3)
+    spec = specs.DiffusionChainSpec(device="cpu", n_generations=6)
+    jobs = mitigations.chain_jobs(spec, None, MnistClassifier().eval(), settings)
+    assert [j.name for j in jobs] == ["none", "accumulate", "weak curation hardest a=0.5 b=0.25",
+                                      "weak curation hardest a=1 b=0.25", "weak curation random a=0.5 b=0.25",
+                                      "weak curation random a=1 b=0.25"]
+    assert [j.n_generations for j in jobs] == [6, 6, 3, 3, 3, 3]
+    assert jobs[1].kwargs["spec"].regime == "accumulate"
+    assert jobs[3].kwargs["select_params"] == {"rule": "weak_curation", "accuracy": 1.0, "budget": 0.25,
+                                               "focus": "hardest"}
+
+
+def test_the_watermarks_of_the_two_filters():
+    """The full detector flags every marked digit and almost no real one; the weakened one, by default at the
+    median score of marked digits, misses about half of them on digits it was not set on."""
+    from resonance_utils.data import load_mnist
+
+    digits = load_mnist("test").images
+    marks = mitigations.watermarks(specs.MitigationSpec(), digits[:1000])
+    full, weak = marks["watermark_filter"], marks["watermark_filter_weak"]
+    assert weak.strength == full.strength and weak.key_seed == full.key_seed and weak.threshold > full.threshold
+    other = digits[1000:3000]
+    assert full.detect(full.embed(other)).mean() > 0.99 and full.detect(other).mean() < 0.01
+    # 2,000 digits: a binomial share of 0.5 has sd 0.011; the median of 1,000 others sets it: 5 sd
+    assert abs(weak.detect(weak.embed(other)).mean() - 0.5) < 0.06
+    given = mitigations.watermarks(specs.MitigationSpec(watermark_strength=1.5, watermark_threshold=5,
+                                                        weak_detector_threshold=9), digits[:10])
+    assert (given["watermark_filter"].strength, given["watermark_filter"].threshold) == (1.5, 5.0)
+    assert given["watermark_filter_weak"].threshold == 9.0
+    with pytest.raises(ValueError, match="needs marks"):
+        mitigations.chain_setup("watermark_filter", None, specs.MitigationSpec())
+
+
+def test_watermark_rates_count_what_each_detector_flags():
+    from resonance_utils.data import load_mnist
+
+    digits = load_mnist("test").images
+    marks = mitigations.watermarks(specs.MitigationSpec(), digits[:500])
+    generated, real = digits[500:900], digits[900:1200]  # real digits standing in for generated ones
+    rates = mitigations.watermark_rates(marks, generated, real).set_index("detector")
+    for name, wm in marks.items():  # against an independent count
+        row = rates.loc[name]
+        assert row["TPR, marked generated"] == wm.detect(wm.embed(generated)).mean()
+        assert row["FPR, real"] == wm.detect(real).mean()
+        assert row["FPR, unmarked generated"] == wm.detect(generated).mean()
+        assert row["TPR low"] <= row["TPR, marked generated"] <= row["TPR high"]
+        assert (row["n marked"], row["n real"]) == (400, 300) and row["mark PSNR (dB)"] > 35
+    assert rates.loc["watermark_filter", "TPR, marked generated"] > 0.99
+    assert rates.loc["watermark_filter_weak", "TPR, marked generated"] < 0.7

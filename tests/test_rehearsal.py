@@ -95,6 +95,10 @@ def test_the_rehearsed_sweep_grid_is_the_paper_grid_cut_to_its_ends():
     for name in ("fresh_fractions", "guidance_scales"):
         cut, whole = grid_values(name, small[name]), grid_values(name, full[name])
         assert set(cut) <= set(whole) and {min(whole), max(whole)} <= set(cut) and len(cut) < len(whole), name
+    small, full = (config.load_config("08_mitigations", "paper", **rehearsal.counts("08_mitigations")),
+                   paper("08_mitigations"))
+    assert set(small.curator_accuracies) == {min(full.curator_accuracies), max(full.curator_accuracies)}  # chance, perfect
+    assert set(small.curation_budgets) < set(full.curation_budgets)
 
 
 def test_a_structure_field_in_the_rehearsal_is_refused(monkeypatch):
@@ -229,3 +233,28 @@ def test_the_plan_flags_operations_read_from_a_cache(tmp_path, monkeypatch):
     assert {"diffusion training", "DDIM denoising"} <= set(plan["notebooks"]["08_mitigations"]["unrecorded"])
     assert "classifier features" not in plan["notebooks"]["08_mitigations"]["unrecorded"]
     assert "Undercounted (read from a cache" in rehearsal.plan_markdown(plan | {"device": "cpu"})
+
+
+def test_fids_linear_algebra_is_projected_onto_the_gpu_by_its_flops(tmp_path, monkeypatch):
+    """FID's factorisations run in torch on a GPU machine (metrics._torch_device): the plan's GPU time for them is
+    their leading-order FLOPs at the full rows and dimensions over GPU_LINALG_FLOPS, not their CPU time here."""
+    monkeypatch.setenv("RESONANCE_REHEARSAL_DIR", str(tmp_path / "rehearsal"))
+    monkeypatch.setenv("RESONANCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(rehearsal, "_resplit_seconds", lambda rows, dim: 3.0)  # CPU time per distance, here
+    path = rehearsal.costs_path("paper", "08_mitigations")
+    path.parent.mkdir(parents=True)
+    op = {"op": "FID re-split distance", "model": "2048-d features", "unit": "distances", "calls": 10, "units": 10,
+          "seconds": 0.5, "flops": 0, "saved_bytes_per_unit_max": 0.0, "batch_max": 0}
+    path.write_text(json.dumps({"ops": [op], "peak_rss_bytes": 2 ** 30,
+                                "outcome": {"status": "ran", "seconds": 5.0, "reason": ""}}))
+    row = rehearsal.plan("paper", ["08_mitigations"])["notebooks"]["08_mitigations"]
+    (o,) = row["ops"]
+    rows = paper("08_mitigations").samples_per_generation // 2
+    assert rows > 2048 and o["count"] == "scaled; timed at the full n" and o["seconds_per_unit"] == 3.0
+    assert o["flops_per_unit"] == 6.0 * 2048 ** 3  # Cholesky, two d x d products, eigenvalues
+    assert row["fid_linalg_gpu_seconds"] == pytest.approx(o["full_units"] * 6.0 * 2048 ** 3 / rehearsal.GPU_LINALG_FLOPS)
+    assert row["projected_gpu_seconds"] == pytest.approx(row["fid_linalg_gpu_seconds"])
+    assert row["projected_gpu_seconds"] < o["projected_seconds"] / 10, "the GPU, not the host CPU, does the algebra"
+    assert rehearsal.fid_linalg_flops("FID re-split distance", 100, 2048) == 2 * 100 ** 2 * 2048 + 4 * 100 ** 3
+    with pytest.raises(ValueError, match="not an FID operation"):
+        rehearsal.fid_linalg_flops("DDIM denoising", 100, 2048)
