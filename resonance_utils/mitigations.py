@@ -197,7 +197,8 @@ def curation_name(accuracy: float, budget: float, focus: str) -> str:
 
 def chain_jobs(spec, real, classifier, settings: MitigationSpec) -> list:
     """The label-guided chain of `spec` under each named mitigation of `settings`, and under weak curation at every
-    accuracy x budget x focus of its grid (curation_generations long), as ensemble jobs named by mitigation."""
+    accuracy x budget x focus of its grid (curation_generations long, at most the chain's), as ensemble jobs
+    named by mitigation."""
     from .ensemble import image_chain_job
 
     names = settings.mitigations()
@@ -206,7 +207,7 @@ def chain_jobs(spec, real, classifier, settings: MitigationSpec) -> list:
     for name in names:
         changes, options = chain_setup(name, classifier, settings, marks=marks)
         jobs.append(image_chain_job(spec.replace(**changes), "label_guided", real, classifier, name=name, **options))
-    curated = spec.replace(n_generations=settings.curation_generations or spec.n_generations)
+    curated = spec.replace(n_generations=min(settings.curation_generations or spec.n_generations, spec.n_generations))
     for name, accuracy, budget, focus in curation_cells(settings):
         hook = WeakCurator(classifier, accuracy, budget, focus)
         jobs.append(image_chain_job(curated, "label_guided", real, classifier, name=name, select=hook,

@@ -209,6 +209,8 @@ def test_chain_jobs_name_every_mitigation_and_curation_cell():
                                       "weak curation hardest a=1 b=0.25", "weak curation random a=0.5 b=0.25",
                                       "weak curation random a=1 b=0.25"]
     assert [j.n_generations for j in jobs] == [6, 6, 3, 3, 3, 3]
+    longer = mitigations.chain_jobs(spec, None, MnistClassifier().eval(), settings.replace(curation_generations=10))
+    assert [j.n_generations for j in longer] == [6] * 6, "curation chains are never longer than the others"
     assert jobs[1].kwargs["spec"].regime == "accumulate"
     assert jobs[3].kwargs["select_params"] == {"rule": "weak_curation", "accuracy": 1.0, "budget": 0.25,
                                                "focus": "hardest"}
