@@ -51,7 +51,8 @@ COUNTS: dict[str, dict] = {
                         "n_generations": 2, "samples_per_generation": 40, "ddim_steps": 4, "quality_samples": 40,
                         "grid_samples": 20, "drift_resplits": 3},
     "03_imagenet_chains": {"base_steps": 2, "finetune_steps": 2, "batch_size": 4, "n_generations": 3,
-                           "samples_per_generation": 20, "ddim_steps": 2, "quality_samples": 10, "grid_samples": 10,
+                           # one DDIM step: 64 px denoising is most of the rehearsal (09 reads this record)
+                           "samples_per_generation": 20, "ddim_steps": 1, "quality_samples": 10, "grid_samples": 10,
                            "n_per_class": 24, "classifier_epochs": 1, "drift_resplits": 3},
     "04_cyclegan_attractors": {"n_train": 200, "train_steps": 2, "batch_size": 4, "n_starts": 25, "n_cycles": 16},
     "05_drift_geometry": {"synthetic_generations": 6, "synthetic_samples": 100, "drift_resplits": 3},
