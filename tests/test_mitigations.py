@@ -124,7 +124,65 @@ def test_hardest_focus_judges_the_lowest_margins():
     assert counts(kept, 4).tolist() == [0, 1, 0, 1]
 
 
-def test_hook_runs_in_the_chain_and_changes_the_key():
+def test_hardest_focus_ranks_by_the_margin_not_the_top_probability_and_judges_a_rounded_budget():
+    # 10 classes, each sample's label its top class: (top, second) probabilities, the rest spread evenly
+    top_second = [(.50, .49), (.30, .10), (.26, .10), (.45, .40), (.60, .35), (.90, .05), (.55, .44), (.35, .12),
+                  (.70, .20)]  # margins .01 .20 .16 .05 .25 .85 .11 .23 .50
+    probs = np.array([[p, q] + [(1 - p - q) / 8] * 8 for p, q in top_second])
+    data = labelled(9)  # labels 0: every sample correct, so a perfect curator doubles what it judges
+    for budget, lowest_margins in ((0.4, [0, 2, 3, 6]), (0.6, [0, 1, 2, 3, 6])):  # round(3.6) = 4, round(5.4) = 5
+        kept = mitigations.curate_weakly(data, probs, accuracy=1.0, budget=budget, focus="hardest", rng=RNG())
+        assert np.flatnonzero(counts(kept, 9) == 2).tolist() == lowest_margins, budget
+        assert (counts(kept, 9) >= 1).all()
+
+
+def test_chain_setup_of_every_named_mitigation():
+    from resonance_utils.data import load_mnist
+
+    digits = load_mnist("test").images
+    settings = specs.MitigationSpec(fresh_fraction=0.3, keep_fraction=0.7, verify_threshold=0.8)
+    marks = mitigations.watermarks(settings, digits[:1000])
+    clf = object()
+    fresh = {"regime": "fresh", "fresh_fraction": 0.3}
+    assert mitigations.chain_setup("none", clf, settings) == ({}, {})
+    assert mitigations.chain_setup("fresh_data", clf, settings) == (fresh, {})
+    assert mitigations.chain_setup("accumulate", clf, settings) == ({"regime": "accumulate"}, {})
+    for name, key, value in (("entropy_selection", "keep_fraction", 0.7), ("self_verification", "threshold", 0.8)):
+        changes, options = mitigations.chain_setup(name, clf, settings)
+        hook = options["select"]
+        assert changes == {} and set(options) == {"select", "select_params"}
+        assert (hook.classifier, hook.rule, hook.value) == (clf, name, value)
+        assert options["select_params"] == {"rule": name, key: value}
+    real, rates = digits[1000:1400], {}
+    for name in ("watermark_filter", "watermark_filter_weak"):
+        changes, options = mitigations.chain_setup(name, clf, settings, marks=marks)
+        assert changes == fresh, "the filters run on fresh data's mix"
+        assert options["mark_params"] == marks[name].params()
+        assert options["select_params"] == {"rule": "watermark_filter", **marks[name].params()}
+        marked = options["mark"](real)
+        assert np.abs(marked.astype(int) - real).max() > 0, "the chain's images get the mark"
+        kept = options["select"]({"images": np.concatenate([marked, real]), "labels": np.arange(800)}, None)
+        rates[name] = np.sum(kept["labels"] < 400) / 400  # the share of marked images that leaks through
+        assert np.sum(kept["labels"] >= 400) / 400 > 0.99, "real digits pass"
+    assert rates["watermark_filter"] < 0.01 and 0.35 < rates["watermark_filter_weak"] < 0.65
+
+
+def test_chain_jobs_of_the_watermark_filters_carry_their_mark():
+    from resonance_utils.data import load_mnist
+
+    real = load_mnist("test")
+    settings = specs.MitigationSpec(mitigation_list="none, watermark_filter_weak", fresh_fraction=0.25,
+                                    curator_accuracies="", curation_budgets="0.5")
+    jobs = mitigations.chain_jobs(specs.DiffusionChainSpec(device="cpu"), real, object(), settings)
+    assert [j.name for j in jobs] == ["none", "watermark_filter_weak"]
+    job = jobs[1].kwargs
+    assert (job["spec"].regime, job["spec"].fresh_fraction) == ("fresh", 0.25)
+    weak = mitigations.watermarks(settings, real.images)["watermark_filter_weak"]
+    assert job["mark_params"] == weak.params() and job["select"].watermark.threshold == weak.threshold
+    assert "mark" not in jobs[0].kwargs and "select" not in jobs[0].kwargs
+
+
+def test_hook_runs_in_the_chain_and_changes_the_key(monkeypatch):
     from resonance_utils.data import load_mnist
     from resonance_utils.features import MnistClassifier
 
@@ -133,16 +191,30 @@ def test_hook_runs_in_the_chain_and_changes_the_key():
     cfg = specs.build(specs.DiffusionChainSpec, config.load_config(
         "02_mnist_chains", "smoke", n_generations=2, samples_per_generation=20, base_steps=4, finetune_steps=2,
         batch_size=10, ddim_steps=2, device="cpu"))
-    seen = []
+    seen, draws, selected, trained = [], [], [], []
 
     def hook(data, rng):
         seen.append(len(data["labels"]))
-        return {k: v[:10] for k, v in data.items()}
+        draws.append(rng.random())
+        selected.append({k: v[:10] for k, v in data.items()})
+        return selected[-1]
 
     plain = image_chains.run_image_chain(cfg, "label_guided", real, clf, progress=False)
+    train = image_chains.diffusion.train_diffusion
+
+    def spy(model, images, labels=None, **kwargs):  # what each generation's model is trained on
+        trained.append((images, labels))
+        return train(model, images, labels, **kwargs)
+
+    monkeypatch.setattr(image_chains.diffusion, "train_diffusion", spy)
     hooked = image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook,
                                           select_params={"rule": "first ten"}, progress=False)
     assert seen == [20, 20], "the hook sees each composed training set (generation g trains on generation g-1)"
+    assert len(trained) == 2, "generation 0's model is the plain chain's, read back"
+    for (images, labels), kept in zip(trained, selected):
+        assert np.array_equal(images, kept["images"]) and np.array_equal(labels, kept["labels"]), \
+            "each model trains on what the hook kept"
+    assert draws[0] != draws[1], "the hook draws on each generation's own stream"
     assert plain.run_dir != hooked.run_dir
     with pytest.raises(ValueError, match="select_params"):
         image_chains.run_image_chain(cfg, "label_guided", real, clf, select=hook, progress=False)
@@ -222,8 +294,11 @@ def test_the_watermarks_of_the_two_filters():
     from resonance_utils.data import load_mnist
 
     digits = load_mnist("test").images
-    marks = mitigations.watermarks(specs.MitigationSpec(), digits[:1000])
+    marks = mitigations.watermarks(specs.MitigationSpec(), digits)
     full, weak = marks["watermark_filter"], marks["watermark_filter_weak"]
+    assert mitigations.WEAK_THRESHOLD_DIGITS == 1000
+    # the median of the first 1,000 marked digits' scores: exactly half of them score above it
+    assert weak.detect(weak.embed(digits[:1000])).sum() == 500
     assert weak.strength == full.strength and weak.key_seed == full.key_seed and weak.threshold > full.threshold
     other = digits[1000:3000]
     assert full.detect(full.embed(other)).mean() > 0.99 and full.detect(other).mean() < 0.01
@@ -253,3 +328,65 @@ def test_watermark_rates_count_what_each_detector_flags():
         assert (row["n marked"], row["n real"]) == (400, 300) and row["mark PSNR (dB)"] > 35
     assert rates.loc["watermark_filter", "TPR, marked generated"] > 0.99
     assert rates.loc["watermark_filter_weak", "TPR, marked generated"] < 0.7
+
+
+def test_summarise_reads_each_chains_last_generation():
+    from resonance_utils import chain
+
+    rng = np.random.default_rng(3)
+
+    def cloud(shift=0.0, scale=1.0):
+        return rng.normal(size=(200, 8)) * scale + shift * np.eye(8)[0]
+
+    features = {"still": [cloud() for _ in range(3)],
+                "drifting": [cloud(shift=2.0 * g) for g in range(4)],  # the last mean 6 away: FID(3, 0) about 36
+                "shrinking": [cloud(scale=0.5 ** g) for g in range(3)]}  # total variance / 16: log ratio -2.77
+
+    def result(retention):
+        return chain.ChainResult(states=[None] * len(retention), seconds=[0.0] * len(retention),
+                                 metrics=[{"class_retention": r, "class_entropy_bits": 3 + r} for r in retention])
+
+    results = {"still": result([1, .9, .8]), "drifting": result([1, .6, .5, .4]), "shrinking": result([1, .7, .2])}
+    table, curves = mitigations.summarise(results, features, specs.DiagnosticThresholds(), seed=0,
+                                          feature_network="test")
+    rows = table.set_index("mitigation")
+    assert list(rows.index) == ["still", "drifting", "shrinking"] and set(curves) == set(features)
+    assert rows["generations"].tolist() == [2, 3, 2]
+    assert rows["final class retention"].tolist() == [.8, .4, .2]
+    assert rows["final class entropy (bits)"].tolist() == [3.8, 3.4, 3.2]
+    for name, row in rows.iterrows():
+        assert row["final cumulative FID"] == curves[name].values[-1] and row["its floor"] == curves[name].floor[-1]
+        assert row["its floor"] < 3, "two halves of one law"
+    assert 30 < rows.loc["drifting", "final cumulative FID"] < 44
+    assert rows.loc["still", "final cumulative FID"] < 3
+    assert abs(rows.loc["shrinking", "log variance ratio"] + 2 * np.log(4)) < 0.3
+    assert abs(rows.loc["still", "log variance ratio"]) < 0.3
+
+
+def test_curation_summary_compares_with_the_reference_at_the_curation_length():
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from resonance_utils import chain
+
+    settings = specs.MitigationSpec(curator_accuracies="0.5, 1", curation_budgets="0.25", curation_focus="hardest")
+    cells = ["weak curation hardest a=0.5 b=0.25", "weak curation hardest a=1 b=0.25"]
+    table = pd.DataFrame({"mitigation": ["none", cells[1], "accumulate", cells[0]], "generations": [5, 3, 5, 2],
+                          "final cumulative FID": [50.0, 7.0, 20.0, 8.0]})
+
+    def reference(n_generations):
+        return (chain.ChainResult(states=[None] * (n_generations + 1), seconds=[0.0] * (n_generations + 1),
+                                  metrics=[{"class_retention": 1 - g / 10} for g in range(n_generations + 1)]),
+                SimpleNamespace(values=10.0 * np.arange(n_generations + 1)))
+
+    none, curve = reference(5)
+    grid, ref = mitigations.curation_summary(table, {"none": curve}, {"none": none}, settings)
+    assert grid["mitigation"].tolist() == cells, "the curation rows only, in the grid's order"
+    assert grid["curator accuracy"].tolist() == [0.5, 1.0] and grid["budget"].tolist() == [0.25, 0.25]
+    assert grid["focus"].tolist() == ["hardest"] * 2 and grid["final cumulative FID"].tolist() == [8.0, 7.0]
+    assert ref == {"name": "none", "generation": 3, "final class retention": 0.7, "final cumulative FID": 30.0}
+    none, curve = reference(3)  # exactly as long as the curation chains
+    assert mitigations.curation_summary(table, {"none": curve}, {"none": none}, settings)[1]["generation"] == 3
+    none, curve = reference(2)
+    assert mitigations.curation_summary(table, {"none": curve}, {"none": none}, settings)[1] is None, "too short"
+    assert mitigations.curation_summary(table, {}, {}, settings)[1] is None, "the reference did not run"
