@@ -222,8 +222,9 @@ def curation_cells(settings: MitigationSpec) -> list[tuple[str, float, float, st
 
 
 def summarise(results: dict, features: dict, thresholds, *, seed: int, feature_network: str):
-    """(one row per chain: its last generation's cumulative drift FID(g, 0) with its floor, class retention and
-    entropy, and the geometry pattern from generation 0 to the last; {chain: its cumulative DriftCurve})."""
+    """(one row per chain: its length and last generation's size, that generation's cumulative drift FID(g, 0) with
+    its floor, class retention and entropy, and the geometry pattern from generation 0 to the last; {chain: its
+    cumulative DriftCurve})."""
     import pandas as pd
 
     from . import diagnostics, metrics
@@ -236,6 +237,7 @@ def summarise(results: dict, features: dict, thresholds, *, seed: int, feature_n
         pattern = diagnostics.end_pattern(f, thresholds)
         per_generation = results[name].metrics
         rows.append({"mitigation": name, "generations": len(per_generation) - 1,
+                     "samples": len(results[name].states[-1]["labels"]),
                      "final cumulative FID": cum.values[-1], "its floor": cum.floor[-1], "FID n": cum.n,
                      "final class retention": diagnostics.class_retention(per_generation)[-1],
                      "final class entropy (bits)": per_generation[-1]["class_entropy_bits"],

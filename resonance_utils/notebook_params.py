@@ -196,8 +196,6 @@ class MitigationsParams(EnsembleSpec, MitigationSpec, NotebookParams):
                                  "inception", choices=("mnist", "inception"))
     watermark_samples: int = param(1000, "generated and real images the watermark's detection rates are measured "
                                    "on (each)", low=2)
-    # the weak curation grid (12 chains) at half the length of the others: the quick profile's run time
-    curation_generations = 4
 
 
 @notebook("09_claim", reads={"01_lucier_room": "include_lucier", "02_mnist_chains": "include_mnist",

@@ -1127,9 +1127,9 @@ def iterative_mle(rates):
 
 
 def weak_curation(grid, reference: dict | None, *, feature_network: str):
-    """Weak curation (mitigations.curation_summary): (left) final class retention and (right) final cumulative
-    FID(g, 0) against the curator's accuracy, one colour per budget, hardest-first solid and random dashed; the
-    uncurated chain at the same generation dotted. Returns the figure."""
+    """Weak curation (mitigations.curation_summary): (left) final class retention with its binomial 95% interval
+    and (right) final cumulative FID(g, 0) against the curator's accuracy, one colour per budget, hardest-first
+    solid and random dashed; the uncurated chain at the same generation dotted. Returns the figure."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -1138,14 +1138,17 @@ def weak_curation(grid, reference: dict | None, *, feature_network: str):
     for ax, column in zip(axes, ("final class retention", "final cumulative FID")):
         for (focus, budget), cell in grid.groupby(["focus", "budget"], sort=True):
             cell = cell.sort_values("curator accuracy")
-            ax.plot(cell["curator accuracy"], cell[column], ls="-" if focus == "hardest" else "--", marker="o",
-                    ms=4, color=colors[budget], label=f"{focus}, budget {budget:g}")
+            # retention is a share of the last generation's samples: its binomial 95% half-width
+            p = cell[column].to_numpy(float)
+            err = 1.96 * np.sqrt(p * (1 - p) / cell["samples"].to_numpy(float)) if "retention" in column else None
+            ax.errorbar(cell["curator accuracy"], p, yerr=err, ls="-" if focus == "hardest" else "--", marker="o",
+                        ms=4, capsize=2, color=colors[budget], label=f"{focus}, budget {budget:g}")
         if reference is not None:
             ax.axhline(reference[column], color=FLOOR_COLOR, ls=":", lw=1,
                        label=f"no curation (generation {reference['generation']})")
         ax.axvline(0.5, color="0.75", lw=0.8)
         ax.set_xlabel("curator accuracy (0.5: chance)")
-    axes[0].set_ylabel("final class retention (share of samples)")
+    axes[0].set_ylabel("final class retention (share of samples,\nbinomial 95% interval)")
     axes[1].set_ylabel(f"final cumulative FID(g, 0)\n{feature_network}")
     axes[0].legend(fontsize=7)
     g = int(grid["generations"].max())
