@@ -343,7 +343,8 @@ def test_summarise_reads_each_chains_last_generation():
                 "shrinking": [cloud(scale=0.5 ** g) for g in range(3)]}  # total variance / 16: log ratio -2.77
 
     def result(retention):
-        return chain.ChainResult(states=[None] * len(retention), seconds=[0.0] * len(retention),
+        states = [{"labels": np.zeros(10 * (g + 1), np.int64)} for g in range(len(retention))]
+        return chain.ChainResult(states=states, seconds=[0.0] * len(retention),
                                  metrics=[{"class_retention": r, "class_entropy_bits": 3 + r} for r in retention])
 
     results = {"still": result([1, .9, .8]), "drifting": result([1, .6, .5, .4]), "shrinking": result([1, .7, .2])}
@@ -352,6 +353,7 @@ def test_summarise_reads_each_chains_last_generation():
     rows = table.set_index("mitigation")
     assert list(rows.index) == ["still", "drifting", "shrinking"] and set(curves) == set(features)
     assert rows["generations"].tolist() == [2, 3, 2]
+    assert rows["samples"].tolist() == [30, 40, 30], "the last generation's size"
     assert rows["final class retention"].tolist() == [.8, .4, .2]
     assert rows["final class entropy (bits)"].tolist() == [3.8, 3.4, 3.2]
     for name, row in rows.iterrows():
