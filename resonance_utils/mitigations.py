@@ -163,7 +163,7 @@ def watermarks(settings: MitigationSpec, real_images: np.ndarray) -> dict:
     return {"watermark_filter": full, "watermark_filter_weak": dataclasses.replace(full, threshold=weak_threshold)}
 
 
-WEAK_THRESHOLD_DIGITS = 1000  # real test digits that set the weakened detector's default threshold
+WEAK_THRESHOLD_DIGITS = 1000  # the first real digits given: they set the weakened detector's default threshold
 
 
 def chain_setup(name: str, classifier, settings: MitigationSpec, *, marks: dict | None = None) -> tuple[dict, dict]:
