@@ -1127,10 +1127,12 @@ def iterative_mle(rates):
 
 
 def weak_curation(grid, reference: dict | None, *, feature_network: str):
-    """Weak curation (mitigations.curation_summary): (left) final class retention with its binomial 95% interval
+    """Weak curation (mitigations.curation_summary): (left) final class retention with its Wilson 95% interval
     and (right) final cumulative FID(g, 0) against the curator's accuracy, one colour per budget, hardest-first
     solid and random dashed; the uncurated chain at the same generation dotted. Returns the figure."""
     import matplotlib.pyplot as plt
+
+    from .watermark import wilson_interval
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     budgets = sorted(grid["budget"].unique())
@@ -1138,9 +1140,12 @@ def weak_curation(grid, reference: dict | None, *, feature_network: str):
     for ax, column in zip(axes, ("final class retention", "final cumulative FID")):
         for (focus, budget), cell in grid.groupby(["focus", "budget"], sort=True):
             cell = cell.sort_values("curator accuracy")
-            # retention is a share of the last generation's samples: its binomial 95% half-width
+            # retention is a share of the last generation's samples: its Wilson 95% interval (the watermark's)
             p = cell[column].to_numpy(float)
-            err = 1.96 * np.sqrt(p * (1 - p) / cell["samples"].to_numpy(float)) if "retention" in column else None
+            err = None
+            if "retention" in column:
+                ends = np.array([wilson_interval(int(round(q * n)), int(n)) for q, n in zip(p, cell["samples"])])
+                err = np.vstack([p - ends[:, 0], ends[:, 1] - p])
             ax.errorbar(cell["curator accuracy"], p, yerr=err, ls="-" if focus == "hardest" else "--", marker="o",
                         ms=4, capsize=2, color=colors[budget], label=f"{focus}, budget {budget:g}")
         if reference is not None:
@@ -1148,7 +1153,7 @@ def weak_curation(grid, reference: dict | None, *, feature_network: str):
                        label=f"no curation (generation {reference['generation']})")
         ax.axvline(0.5, color="0.75", lw=0.8)
         ax.set_xlabel("curator accuracy (0.5: chance)")
-    axes[0].set_ylabel("final class retention (share of samples,\nbinomial 95% interval)")
+    axes[0].set_ylabel("final class retention (share of samples,\nWilson 95% interval)")
     axes[1].set_ylabel(f"final cumulative FID(g, 0)\n{feature_network}")
     axes[0].legend(fontsize=7)
     g = int(grid["generations"].max())

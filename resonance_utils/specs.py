@@ -452,8 +452,8 @@ class MitigationSpec(Spec):
                                                 "curator judges", low=0, high=1, low_open=True)
     curation_focus: str = param("hardest, random", "weak curation: which samples it judges (hardest: lowest "
                                 "classifier margin first | random)")
-    curation_generations: int = param(0, "weak curation chains' length (0: n_generations); fewer keeps the grid "
-                                      "cheap", low=0)
+    curation_generations: int = param(0, "weak curation chains' length, at most n_generations (0: n_generations); "
+                                      "fewer keeps the grid cheap", low=0)
 
     def check(self) -> None:
         super().check()
