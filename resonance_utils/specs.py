@@ -445,10 +445,10 @@ class MitigationSpec(Spec):
     weak_detector_threshold: float = param(0.0, "watermark_filter_weak: the weakened detector's higher z "
                                            "threshold (it misses more marked images); 0: the marked images' "
                                            "median score", low=0)
-    curator_accuracies: tuple[float, ...] = param((0.5, 0.6, 1.0), "weak curation: how often the curator's "
+    curator_accuracies: tuple[float, ...] = param((0.5, 1.0), "weak curation: how often the curator's "
                                                   "good/bad verdict is right (0.5: chance, 1: perfect); empty: none",
                                                   low=0, high=1)
-    curation_budgets: tuple[float, ...] = param((0.25, 0.5), "weak curation: share of each training set the "
+    curation_budgets: tuple[float, ...] = param((0.5,), "weak curation: share of each training set the "
                                                 "curator judges", low=0, high=1, low_open=True)
     curation_focus: str = param("hardest, random", "weak curation: which samples it judges (hardest: lowest "
                                 "classifier margin first | random)")
