@@ -191,8 +191,12 @@ def chain_setup(name: str, classifier, settings: MitigationSpec, *, marks: dict 
     return {}, {}
 
 
-def curation_name(accuracy: float, budget: float, focus: str) -> str:
-    return f"weak curation {focus} a={accuracy:g} b={budget:g}"
+CHANCE = 0.5  # a curator right half the time: its verdicts are noise, so its cell is the control of its row
+
+
+def curation_name(accuracy: float, budget: float, focus: str, replicate: int = 0) -> str:
+    """A weak curation chain's name; replicate 0 runs on the chain's own seed (the other mitigations' seed)."""
+    return f"weak curation {focus} a={accuracy:g} b={budget:g}" + (f" seed {replicate}" if replicate else "")
 
 
 def chain_jobs(spec, real, classifier, settings: MitigationSpec) -> list:
@@ -208,17 +212,26 @@ def chain_jobs(spec, real, classifier, settings: MitigationSpec) -> list:
         changes, options = chain_setup(name, classifier, settings, marks=marks)
         jobs.append(image_chain_job(spec.replace(**changes), "label_guided", real, classifier, name=name, **options))
     curated = spec.replace(n_generations=min(settings.curation_generations or spec.n_generations, spec.n_generations))
-    for name, accuracy, budget, focus in curation_cells(settings):
+    for name, accuracy, budget, focus, replicate in curation_cells(settings):
         hook = WeakCurator(classifier, accuracy, budget, focus)
         jobs.append(image_chain_job(curated, "label_guided", real, classifier, name=name, select=hook,
-                                    select_params=hook.params()))
+                                    select_params=hook.params(), chain_seed=curation_seed(spec.seed, replicate)))
     return jobs
 
 
-def curation_cells(settings: MitigationSpec) -> list[tuple[str, float, float, str]]:
-    """(chain name, accuracy, budget, focus) of every cell of the weak curation grid."""
-    return [(curation_name(a, b, f), a, b, f) for f in settings.focus_list() for b in settings.curation_budgets
-            for a in settings.curator_accuracies]
+def curation_seed(seed: int, replicate: int) -> int | None:
+    """The noise seed of a curation chain's replicate: the chain's own (None: spec.seed) for replicate 0, so that
+    it shares the other mitigations' noise; independent streams (image_chains.replicate_seed) for the others.
+    Every cell's replicate r draws the same seed: cells are compared pairwise, seed by seed."""
+    from .image_chains import replicate_seed
+
+    return None if replicate == 0 else replicate_seed(seed, 0, replicate)
+
+
+def curation_cells(settings: MitigationSpec) -> list[tuple[str, float, float, str, int]]:
+    """(chain name, accuracy, budget, focus, replicate) of every chain of the weak curation grid."""
+    return [(curation_name(a, b, f, r), a, b, f, r) for r in range(settings.curation_seeds)
+            for f in settings.focus_list() for b in settings.curation_budgets for a in settings.curator_accuracies]
 
 
 def summarise(results: dict, features: dict, thresholds, *, seed: int, feature_network: str):
@@ -250,7 +263,8 @@ def curation_summary(table, curves: dict, results: dict, settings: MitigationSpe
     class retention and cumulative FID at the curation chains' last generation, or None if it did not run)."""
     import pandas as pd
 
-    cells = pd.DataFrame(curation_cells(settings), columns=["mitigation", "curator accuracy", "budget", "focus"])
+    cells = pd.DataFrame(curation_cells(settings),
+                         columns=["mitigation", "curator accuracy", "budget", "focus", "replicate"])
     grid = cells.merge(table, on="mitigation", how="inner")
     if reference not in results or grid.empty:
         return grid, None
@@ -261,6 +275,47 @@ def curation_summary(table, curves: dict, results: dict, settings: MitigationSpe
 
     return grid, {"name": reference, "generation": g, "final class retention": class_retention(
         results[reference].metrics)[g], "final cumulative FID": float(curves[reference].values[g])}
+
+
+CURATION_MEASURES = {"final class retention": 1, "final cumulative FID": -1}  # measure: +1 higher is better, -1 lower
+
+
+def curation_verdicts(grid, *, alpha: float = 0.05):
+    """Each weak curator against chance: for every cell of a curation_summary grid whose accuracy is not CHANCE,
+    the paired differences (cell minus the chance cell of the same focus and budget, seed by seed) of each
+    CURATION_MEASURES column, their mean and Student-t interval at level 1 - alpha, and a verdict: "helps" or
+    "hurts" where the interval excludes 0 (by the measure's better direction), else "inconclusive". Fewer than two
+    paired seeds: "inconclusive (one seed)", since one chain cannot separate a curator's effect from the chain's
+    own noise; no chance cell in the row: "no chance control". The level holds per cell, not for the whole grid."""
+    import pandas as pd
+    from scipy import stats
+
+    rows = []
+    for (focus, budget), row in grid.groupby(["focus", "budget"], sort=True):
+        control = row[row["curator accuracy"] == CHANCE].set_index("replicate")
+        for accuracy, cell in row[row["curator accuracy"] != CHANCE].groupby("curator accuracy", sort=True):
+            cell = cell.set_index("replicate")
+            paired = cell.index.intersection(control.index)
+            out = {"focus": focus, "budget": budget, "curator accuracy": accuracy, "paired seeds": len(paired)}
+            for measure, better in CURATION_MEASURES.items():
+                d = (cell.loc[paired, measure] - control.loc[paired, measure]).to_numpy(float)
+                mean = float(d.mean()) if len(d) else float("nan")
+                low = high = float("nan")
+                if len(d) >= 2:
+                    half = stats.t.ppf(1 - alpha / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+                    low, high = mean - half, mean + half
+                if control.empty:
+                    verdict = "no chance control"
+                elif len(d) < 2:
+                    verdict = "inconclusive (one seed)"
+                elif low > 0 or high < 0:  # the interval excludes 0
+                    verdict = "helps" if better * mean > 0 else "hurts"
+                else:
+                    verdict = "inconclusive"
+                out.update({f"{measure} vs chance": mean, f"{measure} low": low, f"{measure} high": high,
+                            f"{measure} verdict": verdict})
+            rows.append(out)
+    return pd.DataFrame(rows)
 
 
 def watermark_rates(marks: dict, generated: np.ndarray, real: np.ndarray, *, confidence: float = 0.95):

@@ -1126,38 +1126,49 @@ def iterative_mle(rates):
     return fig
 
 
-def weak_curation(grid, reference: dict | None, *, feature_network: str):
-    """Weak curation (mitigations.curation_summary): (left) final class retention with its Wilson 95% interval
-    and (right) final cumulative FID(g, 0) against the curator's accuracy, one colour per budget, hardest-first
-    solid and random dashed; the uncurated chain at the same generation dotted. Returns the figure."""
+def weak_curation(grid, reference: dict | None, *, feature_network: str, confidence: float = 0.95):
+    """Weak curation (mitigations.curation_summary): (left) final class retention and (right) final cumulative
+    FID(g, 0) against the curator's accuracy, one colour per budget, hardest-first solid and random dashed; the
+    uncurated chain at the same generation dotted. With several seeds per cell, the mean over seeds and its
+    Student-t interval at `confidence` (between chains: the chain's own noise); with one, retention's Wilson
+    interval (within the chain's last generation only). Returns the figure."""
     import matplotlib.pyplot as plt
+    from scipy import stats
 
     from .watermark import wilson_interval
 
+    seeds = int(grid["replicate"].nunique()) if "replicate" in grid else 1
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     budgets = sorted(grid["budget"].unique())
     colors = dict(zip(budgets, OTHER_COLORS))
     for ax, column in zip(axes, ("final class retention", "final cumulative FID")):
         for (focus, budget), cell in grid.groupby(["focus", "budget"], sort=True):
-            cell = cell.sort_values("curator accuracy")
-            # retention is a share of the last generation's samples: its Wilson 95% interval (the watermark's)
-            p = cell[column].to_numpy(float)
+            by_accuracy = cell.groupby("curator accuracy", sort=True)[column]
+            x, p = by_accuracy.mean().index.to_numpy(float), by_accuracy.mean().to_numpy(float)
             err = None
-            if "retention" in column:
-                ends = np.array([wilson_interval(int(round(q * n)), int(n)) for q, n in zip(p, cell["samples"])])
+            if seeds >= 2:
+                t = stats.t.ppf(0.5 + confidence / 2, by_accuracy.count().to_numpy() - 1)
+                err = t * by_accuracy.std(ddof=1).to_numpy(float) / np.sqrt(by_accuracy.count().to_numpy())
+            elif "retention" in column:  # a share of the last generation's samples (the watermark's interval)
+                ends = np.array([wilson_interval(int(round(q * n)), int(n), confidence=confidence)
+                                 for q, n in zip(cell.sort_values("curator accuracy")[column],
+                                                 cell.sort_values("curator accuracy")["samples"])])
                 err = np.vstack([p - ends[:, 0], ends[:, 1] - p])
-            ax.errorbar(cell["curator accuracy"], p, yerr=err, ls="-" if focus == "hardest" else "--", marker="o",
-                        ms=4, capsize=2, color=colors[budget], label=f"{focus}, budget {budget:g}")
+            ax.errorbar(x, p, yerr=err, ls="-" if focus == "hardest" else "--", marker="o", ms=4, capsize=2,
+                        color=colors[budget], label=f"{focus}, budget {budget:g}")
         if reference is not None:
             ax.axhline(reference[column], color=FLOOR_COLOR, ls=":", lw=1,
                        label=f"no curation (generation {reference['generation']})")
         ax.axvline(0.5, color="0.75", lw=0.8)
         ax.set_xlabel("curator accuracy (0.5: chance)")
-    axes[0].set_ylabel("final class retention (share of samples,\nWilson 95% interval)")
+    spread = (f"mean of {seeds} seeds, t {confidence:.0%} interval" if seeds >= 2
+              else f"one seed, Wilson {confidence:.0%} interval")
+    axes[0].set_ylabel(f"final class retention\n({spread})")
     axes[1].set_ylabel(f"final cumulative FID(g, 0)\n{feature_network}")
     axes[0].legend(fontsize=7)
     g = int(grid["generations"].max())
-    fig.suptitle(f"Weak curation of the label-guided MNIST chain (after {g} generations, same seed)")
+    fig.suptitle(f"Weak curation of the label-guided MNIST chain (after {g} generations, "
+                 + (f"{seeds} seeds per cell, paired)" if seeds >= 2 else "one seed per cell)"))
     fig.tight_layout()
     return fig
 

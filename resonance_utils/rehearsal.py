@@ -32,6 +32,9 @@ COUNT_FIELDS = frozenset({
     "n_samples", "em_iterations", "sde_steps", "memorising_chains", "memorising_samples",
     "refit_generations", "refit_replicates", "refit_cloud_points", "refit_classify_every", "n_replicates",
     "mle_generations", "mle_replicates",
+    # the claim's measures' directions: they set the least image_samples (n per set must exceed them), and every
+    # code path is the same at 5 as at 20
+    "pca_components",
     "held_out", "n_boot", "image_generations", "image_samples", "image_finetune_steps", "lucier_mixing_times",
     "lucier_generations", "cyclegan_cycles", "cyclegan_generations", "cyclegan_starts", "calibration_seeds",
     "diffusion_samples", "diffusion_generations", "diffusion_window", "diffusion_replicates",
@@ -39,7 +42,7 @@ COUNT_FIELDS = frozenset({
     # every branch: no fresh data and some; no guidance and the strongest; tests/test_rehearsal.py)
     "fresh_fractions", "guidance_scales",
     # 08's weak curation grid likewise (a subset of the paper's), its chains' length and the watermark's sample
-    "curator_accuracies", "curation_budgets", "curation_generations", "watermark_samples",
+    "curator_accuracies", "curation_budgets", "curation_generations", "curation_seeds", "watermark_samples",
 })
 ALL_MEANS_ZERO = frozenset({"n_train", "n_per_class", "base_train_size", "fid_n"})  # 0 = all: any count is less
 
@@ -63,12 +66,14 @@ COUNTS: dict[str, dict] = {
                              "mle_generations": 6, "mle_replicates": 200},
     "08_mitigations": {"n_generations": 2, "samples_per_generation": 40, "finetune_steps": 2,
                        "curator_accuracies": "0.5, 1.0", "curation_budgets": "0.5", "curation_generations": 2,
+                       "curation_seeds": 2,
                        "watermark_samples": 40},
-    "09_claim": {"held_out": 2, "n_starts": 2, "n_replicates": 2, "image_generations": 5, "image_samples": 30,
-                 "image_finetune_steps": 1, "n_boot": 20, "lucier_mixing_times": 1.0, "lucier_generations": 5,
+    "09_claim": {"held_out": 2, "n_starts": 2, "n_replicates": 2, "image_generations": 5, "pca_components": 5,
+                 "image_samples": 10, "image_finetune_steps": 1, "n_boot": 20, "lucier_mixing_times": 1.0, "lucier_generations": 5,
                  "cyclegan_cycles": 16, "cyclegan_generations": 5, "cyclegan_starts": 25, "calibration_seeds": 2,
                  "synthetic_generations": 6},
-    "10_sweep": {"fresh_fractions": "0, 0.5", "guidance_scales": "1, 5", "n_starts": 2, "held_out": 2, "image_generations": 5, "image_samples": 30, "image_finetune_steps": 1, "n_boot": 20,
+    "10_sweep": {"fresh_fractions": "0, 0.5", "guidance_scales": "1, 5", "n_starts": 2, "held_out": 2, "image_generations": 5,
+                 "pca_components": 5, "image_samples": 10, "image_finetune_steps": 1, "n_boot": 20,
                  "drift_resplits": 2, "calibration_seeds": 1, "diffusion_samples": 200, "diffusion_generations": 20,
                  "diffusion_window": 5, "diffusion_replicates": 2},
 }

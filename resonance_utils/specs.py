@@ -454,6 +454,11 @@ class MitigationSpec(Spec):
                                 "classifier margin first | random)")
     curation_generations: int = param(0, "weak curation chains' length, at most n_generations (0: n_generations); "
                                       "fewer keeps the grid cheap", low=0)
+    curation_seeds: int = param(1, "weak curation: chains per cell, each with its own noise, paired across cells "
+                                "by seed; with one, every cell's difference from chance is inconclusive", low=1)
+    curation_alpha: float = param(0.05, "weak curation: a cell's verdict against the chance cell is read from its "
+                                  "paired t interval at level 1 - alpha", low=0, high=0.5, low_open=True,
+                                  high_open=True)
 
     def check(self) -> None:
         super().check()

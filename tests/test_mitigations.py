@@ -392,3 +392,116 @@ def test_curation_summary_compares_with_the_reference_at_the_curation_length():
     none, curve = reference(2)
     assert mitigations.curation_summary(table, {"none": curve}, {"none": none}, settings)[1] is None, "too short"
     assert mitigations.curation_summary(table, {}, {}, settings)[1] is None, "the reference did not run"
+
+
+def test_curation_seeds_are_paired_across_cells_and_seed_0_is_the_chains_own():
+    from resonance_utils.features import MnistClassifier
+
+    settings = specs.MitigationSpec(mitigation_list="none", curator_accuracies="0.5, 1", curation_budgets="0.5",
+                                    curation_focus="hardest", curation_seeds=3)
+    spec = specs.DiffusionChainSpec(device="cpu", n_generations=4, seed=7)
+    jobs = mitigations.chain_jobs(spec, None, MnistClassifier().eval(), settings)
+    curated = jobs[1:]
+    assert len(curated) == 2 * 3 and len({j.name for j in jobs}) == len(jobs), "one uniquely named chain per seed"
+    seeds = {j.name: j.kwargs["chain_seed"] for j in curated}
+    assert seeds["weak curation hardest a=0.5 b=0.5"] is None and seeds["weak curation hardest a=1 b=0.5"] is None
+    for r in (1, 2):
+        expected = image_chains.replicate_seed(7, 0, r)
+        assert seeds[f"weak curation hardest a=0.5 b=0.5 seed {r}"] == expected
+        assert seeds[f"weak curation hardest a=1 b=0.5 seed {r}"] == expected, "replicate r: the same noise in every cell"
+    assert len({image_chains.replicate_seed(7, 0, r) for r in (1, 2)} | {7}) == 3
+
+
+def _curation_grid(rng, *, seeds: int, effect: float, accuracies=(0.5, 0.65), seed_sd=0.08, cell_sd=0.03):
+    """A curation_summary-like grid with a known answer: every seed's chain shares a seed effect across cells (the
+    pairing), each cell adds its own noise, and the curators above chance shift retention by `effect` and the
+    cumulative FID by -100 * effect."""
+    import pandas as pd
+
+    rows = []
+    base = rng.normal(0.8, seed_sd, seeds)
+    for a in accuracies:
+        for r in range(seeds):
+            shift = 0.0 if a == mitigations.CHANCE else effect
+            rows.append({"focus": "hardest", "budget": 0.5, "curator accuracy": a, "replicate": r,
+                         "final class retention": base[r] + shift + rng.normal(0, cell_sd),
+                         "final cumulative FID": 100 * (1 - base[r]) - 100 * shift + rng.normal(0, 100 * cell_sd)})
+    return pd.DataFrame(rows)
+
+
+def test_curation_verdicts_match_an_independent_paired_t_interval():
+    from scipy import stats
+
+    grid = _curation_grid(np.random.default_rng(0), seeds=4, effect=0.05)
+    out = mitigations.curation_verdicts(grid, alpha=0.1).iloc[0]
+    cell = grid[grid["curator accuracy"] == 0.65].sort_values("replicate")
+    chance = grid[grid["curator accuracy"] == 0.5].sort_values("replicate")
+    for measure in mitigations.CURATION_MEASURES:
+        a, b = cell[measure].to_numpy(), chance[measure].to_numpy()
+        ci = stats.ttest_rel(a, b).confidence_interval(confidence_level=0.9)
+        assert out[f"{measure} vs chance"] == pytest.approx((a - b).mean())
+        assert (out[f"{measure} low"], out[f"{measure} high"]) == pytest.approx((ci.low, ci.high))
+    assert out["paired seeds"] == 4
+
+
+@pytest.mark.parametrize("seeds", [3, 5])  # the paper profile's 3, and more
+def test_curation_verdicts_are_wrong_at_most_alpha_of_the_time_under_the_null_and_find_a_real_effect(seeds):
+    """Known answers at the sizes used: with no effect a verdict other than "inconclusive" is an error, and its
+    rate is the level (per cell); with an effect about six times the paired differences' own noise the verdict finds it, in the right
+    direction for both measures (retention up and FID down are both "helps")."""
+    rng = np.random.default_rng(seeds)
+    draws, alpha = 400, 0.05
+    null = [mitigations.curation_verdicts(_curation_grid(rng, seeds=seeds, effect=0.0), alpha=alpha).iloc[0]
+            for _ in range(draws)]
+    for measure in mitigations.CURATION_MEASURES:
+        wrong = np.mean([row[f"{measure} verdict"] != "inconclusive" for row in null])
+        assert wrong <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / draws), (measure, wrong)
+        assert wrong >= 0.01, (measure, wrong, "not a vacuous test that never decides")
+    for effect, verdict in ((0.25, "helps"), (-0.25, "hurts")):
+        found = [mitigations.curation_verdicts(_curation_grid(rng, seeds=seeds, effect=effect), alpha=alpha).iloc[0]
+                 for _ in range(100)]
+        for measure in mitigations.CURATION_MEASURES:
+            assert np.mean([row[f"{measure} verdict"] == verdict for row in found]) >= 0.9, (measure, effect)
+
+
+def test_one_seed_or_no_chance_cell_is_never_a_verdict():
+    rng = np.random.default_rng(1)
+    one = mitigations.curation_verdicts(_curation_grid(rng, seeds=1, effect=0.5), alpha=0.05)
+    assert set(one[[c for c in one if c.endswith("verdict")]].to_numpy().ravel()) == {"inconclusive (one seed)"}
+    no_control = mitigations.curation_verdicts(_curation_grid(rng, seeds=3, effect=0.5, accuracies=(0.65, 1.0)))
+    assert len(no_control) == 2 and set(no_control["final class retention verdict"]) == {"no chance control"}
+    assert mitigations.curation_verdicts(_curation_grid(rng, seeds=3, effect=0.5, accuracies=(0.5,))).empty
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_the_curation_figure_draws_the_seed_mean_and_its_interval(seeds):
+    """Several seeds: each point is the mean over seeds with its Student-t 95% interval; one seed: retention's
+    Wilson interval on the last generation's samples. No layout problem either way."""
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from resonance_utils import plots
+    from resonance_utils.watermark import wilson_interval
+
+    plt.switch_backend("Agg")
+    grid = _curation_grid(np.random.default_rng(2), seeds=seeds, effect=0.1, accuracies=(0.5, 1.0))
+    grid["samples"], grid["generations"] = 400, 8
+    fig = plots.weak_curation(grid, None, feature_network="MNIST CNN embedding (ours)")
+    try:
+        assert plots.layout_problems(fig) == []
+        bars = fig.axes[0].containers[0]
+        ys = bars.lines[0].get_ydata()
+        cell = grid.groupby("curator accuracy")["final class retention"]
+        np.testing.assert_allclose(ys, cell.mean().to_numpy())
+        segments = bars.lines[2][0].get_segments()
+        half = np.array([(s[1, 1] - s[0, 1]) / 2 for s in segments])
+        if seeds > 1:
+            expected = stats.t.ppf(0.975, seeds - 1) * cell.std(ddof=1).to_numpy() / np.sqrt(seeds)
+            np.testing.assert_allclose(half, expected)
+            assert f"mean of {seeds} seeds" in fig.axes[0].get_ylabel()
+        else:
+            ends = np.array([wilson_interval(int(round(p * 400)), 400) for p in cell.mean()])
+            np.testing.assert_allclose(half, (ends[:, 1] - ends[:, 0]) / 2)
+            assert "one seed" in fig.axes[0].get_ylabel()
+    finally:
+        plt.close(fig)

@@ -11,11 +11,12 @@ from resonance_utils import config, costs, rehearsal
 from resonance_utils.store import repo_root
 
 NOTEBOOKS = config.notebooks_with_params()
-# what decides the code path and the model: a rehearsal must never change these
+# what decides the code path and the model: a rehearsal must never change these (the claim's pca_components is a
+# size: the same projection at 5 directions as at 20, and it sets the least image_samples of 09 and 10)
 STRUCTURE = {"base_channels", "channel_mult", "layers_per_block", "attention", "resolution", "space",
              "autoencoder_channels", "autoencoder_latent_channels", "feature_network", "ngf", "n_blocks", "ndf",
              "n_layers", "settings", "mitigation_list", "guidance_scale", "strength", "retrain", "regime",
-             "include_imagenet", "include_mnist", "include_cyclegan", "include_lucier", "pca_components", "knn_k",
+             "include_imagenet", "include_mnist", "include_cyclegan", "include_lucier", "knn_k",
              "quantize", "add_noise", "official_g_ab", "official_g_ba", "n_captions", "image_dim", "refit_dim"}
 
 
