@@ -288,7 +288,8 @@ def curation_verdicts(grid, *, alpha: float = 0.05):
     paired seeds: "inconclusive (one seed)", since one chain cannot separate a curator's effect from the chain's
     own noise; no chance cell in the row: "no chance control". The level holds per cell, not for the whole grid."""
     import pandas as pd
-    from scipy import stats
+
+    from .sweep import mean_interval
 
     rows = []
     for (focus, budget), row in grid.groupby(["focus", "budget"], sort=True):
@@ -299,11 +300,9 @@ def curation_verdicts(grid, *, alpha: float = 0.05):
             out = {"focus": focus, "budget": budget, "curator accuracy": accuracy, "paired seeds": len(paired)}
             for measure, better in CURATION_MEASURES.items():
                 d = (cell.loc[paired, measure] - control.loc[paired, measure]).to_numpy(float)
-                mean = float(d.mean()) if len(d) else float("nan")
-                low = high = float("nan")
-                if len(d) >= 2:
-                    half = stats.t.ppf(1 - alpha / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-                    low, high = mean - half, mean + half
+                mean, low, high = mean_interval(d, alpha=alpha)  # the seeds' scatter, Student's t
+                if len(d) < 2:
+                    low = high = float("nan")
                 if control.empty:
                     verdict = "no chance control"
                 elif len(d) < 2:

@@ -1133,8 +1133,9 @@ def weak_curation(grid, reference: dict | None, *, feature_network: str, confide
     Student-t interval at `confidence` (between chains: the chain's own noise); with one, retention's Wilson
     interval (within the chain's last generation only). Returns the figure."""
     import matplotlib.pyplot as plt
-    from scipy import stats
 
+    from .mitigations import CHANCE
+    from .sweep import mean_interval
     from .watermark import wilson_interval
 
     seeds = int(grid["replicate"].nunique()) if "replicate" in grid else 1
@@ -1143,24 +1144,25 @@ def weak_curation(grid, reference: dict | None, *, feature_network: str, confide
     colors = dict(zip(budgets, OTHER_COLORS))
     for ax, column in zip(axes, ("final class retention", "final cumulative FID")):
         for (focus, budget), cell in grid.groupby(["focus", "budget"], sort=True):
-            by_accuracy = cell.groupby("curator accuracy", sort=True)[column]
-            x, p = by_accuracy.mean().index.to_numpy(float), by_accuracy.mean().to_numpy(float)
-            err = None
-            if seeds >= 2:
-                t = stats.t.ppf(0.5 + confidence / 2, by_accuracy.count().to_numpy() - 1)
-                err = t * by_accuracy.std(ddof=1).to_numpy(float) / np.sqrt(by_accuracy.count().to_numpy())
-            elif "retention" in column:  # a share of the last generation's samples (the watermark's interval)
-                ends = np.array([wilson_interval(int(round(q * n)), int(n), confidence=confidence)
-                                 for q, n in zip(cell.sort_values("curator accuracy")[column],
-                                                 cell.sort_values("curator accuracy")["samples"])])
-                err = np.vstack([p - ends[:, 0], ends[:, 1] - p])
+            by_accuracy = cell.sort_values("curator accuracy").groupby("curator accuracy", sort=True)
+            x = np.array(list(by_accuracy.groups), float)
+            if seeds >= 2:  # the mean over seeds and its Student-t interval (sweep.mean_interval, as the verdicts)
+                ends = np.array([mean_interval(v[column], alpha=1 - confidence) for _, v in by_accuracy])
+            elif "retention" in column:  # a share of the last generation's samples (the watermark's Wilson interval)
+                ends = np.array([(v[column].iloc[0], *wilson_interval(int(round(v[column].iloc[0] * v["samples"].iloc[0])),
+                                                                       int(v["samples"].iloc[0]), confidence=confidence))
+                                 for _, v in by_accuracy])
+            else:  # one seed's drift: no interval between chains
+                ends = np.array([(v[column].iloc[0],) * 3 for _, v in by_accuracy])
+            p = ends[:, 0]
+            err = np.vstack([p - ends[:, 1], ends[:, 2] - p]) if seeds >= 2 or "retention" in column else None
             ax.errorbar(x, p, yerr=err, ls="-" if focus == "hardest" else "--", marker="o", ms=4, capsize=2,
                         color=colors[budget], label=f"{focus}, budget {budget:g}")
         if reference is not None:
             ax.axhline(reference[column], color=FLOOR_COLOR, ls=":", lw=1,
                        label=f"no curation (generation {reference['generation']})")
-        ax.axvline(0.5, color="0.75", lw=0.8)
-        ax.set_xlabel("curator accuracy (0.5: chance)")
+        ax.axvline(CHANCE, color="0.75", lw=0.8)
+        ax.set_xlabel(f"curator accuracy ({CHANCE:g}: chance)")
     spread = (f"mean of {seeds} seeds, t {confidence:.0%} interval" if seeds >= 2
               else f"one seed, Wilson {confidence:.0%} interval")
     axes[0].set_ylabel(f"final class retention\n({spread})")
