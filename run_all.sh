@@ -14,6 +14,9 @@ cd "$(dirname "$0")"
 VENV=${RESONANCE_VENV:-.venv}
 PY="$VENV/bin/python"
 PYTHON=${PYTHON:-python3}
+# this checkout's package first: a .venv shared between checkouts (RESONANCE_VENV) has its editable install pointing
+# at one of them, and run keys hash the source that ran, so another checkout's code would make (and read) its caches
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 # Debian's chromium and its driver, for the results page's browser test (tests/test_results_page.py); installed
 # where they are missing and apt-get can (root). Elsewhere set-up goes on and that test skips, naming what is missing.
