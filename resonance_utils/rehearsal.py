@@ -318,6 +318,11 @@ def _fid_units(nb: str, op: str, units: float, small: dict, full: dict) -> float
     return units * g1 / g0 * (r1 / r0) ** FID_RESPLIT_POWER[op]
 
 
+# operations of which the data take one path: 03's retention classifier is MobileNetV2 on a folder of ImageNet
+# synsets, else a CNN trained on the set (the offline stand-in). The path not taken is not an undercount.
+EITHER_OR = {"03_imagenet_chains": (frozenset({"MobileNetV2 features"}),
+                                    frozenset({"classifier training", "classifier features"}))}
+
 FULL_COUNTS = {"02_mnist_chains": _mnist_counts, "03_imagenet_chains": _imagenet_counts,
                "04_cyclegan_attractors": _cyclegan_counts, "05_drift_geometry": _drift_counts,
                "08_mitigations": _mitigation_counts, "09_claim": _claim_counts, "10_sweep": _sweep_counts}
@@ -434,7 +439,12 @@ def plan(profile: str, notebooks: list[str], overrides: dict | None = None) -> d
         row["projected_gpu_seconds"] = (row["full_flops"] - fid_flops) / GPU_FLOPS + row["fid_linalg_gpu_seconds"]
         # an operation the parameters call for that the rehearsal never ran: read from a cache (a chain or model
         # of an earlier rehearsal), so this row undercounts it
-        row["unrecorded"] = sorted(k for k, v in full.items() if v is not FIXED and v > 0 and k not in by_op)
+        unrecorded = {k for k, v in full.items() if v is not FIXED and v > 0 and k not in by_op}
+        not_taken = set()
+        if nb in EITHER_OR:
+            one, other = EITHER_OR[nb]
+            not_taken = (other if one & set(by_op) else one if other & set(by_op) else set()) & unrecorded
+        row["not_taken"], row["unrecorded"] = sorted(not_taken), sorted(unrecorded - not_taken)
         row["memory"] = (_memory(nb, row, resolved(profile, nb, rehearse=False, overrides=_structure(overrides)))
                          if row["ops"] else {})
         out["notebooks"][nb] = row
@@ -543,6 +553,10 @@ def plan_markdown(p: dict) -> str:
         lines += ["", "**Undercounted (read from a cache, not run): " + "; ".join(
             f"{nb}: {', '.join(ops)}" for nb, ops in cached.items()) + "**. Delete build/paper-rehearsal/data/ "
             "(or point RESONANCE_DATA_DIR at an empty folder) and rehearse again for a full plan."]
+    skipped = {nb: row["not_taken"] for nb, row in p["notebooks"].items() if row.get("not_taken")}
+    if skipped:
+        lines += ["", "Not on this data (its other path ran, and is what the row projects): " + "; ".join(
+            f"{nb}: {', '.join(ops)}" for nb, ops in skipped.items()) + "."]
     if failed:
         lines += ["", f"**Not rehearsed to the end: {', '.join(failed)}**; their rows hold what ran before the failure."]
     if p["disk"]:

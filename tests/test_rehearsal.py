@@ -259,3 +259,29 @@ def test_fids_linear_algebra_is_projected_onto_the_gpu_by_its_flops(tmp_path, mo
     assert rehearsal.fid_linalg_flops("FID re-split distance", 100, 2048) == 2 * 100 ** 2 * 2048 + 4 * 100 ** 3
     with pytest.raises(ValueError, match="not an FID operation"):
         rehearsal.fid_linalg_flops("DDIM denoising", 100, 2048)
+
+
+def test_the_path_the_data_did_not_take_is_not_an_undercount(tmp_path, monkeypatch):
+    """03's retention classifier is MobileNetV2 on ImageNet synsets, else a CNN trained on the set (offline): a
+    rehearsal that trained the CNN never runs MobileNetV2, and must not call that a cache read; the other way too."""
+    monkeypatch.setenv("RESONANCE_REHEARSAL_DIR", str(tmp_path / "rehearsal"))
+    monkeypatch.setenv("RESONANCE_DATA_DIR", str(tmp_path / "data"))
+    path = rehearsal.costs_path("paper", "03_imagenet_chains")
+    path.parent.mkdir(parents=True)
+
+    def plan_with(*ops):
+        rows = [{"op": op, "model": "m", "unit": "images", "calls": 1, "units": 100, "seconds": 0.1, "flops": 10 ** 9,
+                 "saved_bytes_per_unit_max": 0.0, "batch_max": 0} for op in ops]
+        path.write_text(json.dumps({"ops": rows, "peak_rss_bytes": 2 ** 30,
+                                    "outcome": {"status": "ran", "seconds": 5.0, "reason": ""}}))
+        return rehearsal.plan("paper", ["03_imagenet_chains"])["notebooks"]["03_imagenet_chains"]
+
+    cnn = plan_with("classifier training", "classifier features", "diffusion training", "DDIM denoising")
+    assert cnn["not_taken"] == ["MobileNetV2 features"] and "MobileNetV2 features" not in cnn["unrecorded"]
+    synsets = plan_with("MobileNetV2 features", "diffusion training", "DDIM denoising")
+    assert synsets["not_taken"] == ["classifier features", "classifier training"] and not synsets["unrecorded"]
+    cached = plan_with("classifier features")  # the chains read back: an undercount, whichever path
+    assert {"diffusion training", "DDIM denoising"} <= set(cached["unrecorded"])
+    assert cached["not_taken"] == ["MobileNetV2 features"]
+    md = rehearsal.plan_markdown(rehearsal.plan("paper", ["03_imagenet_chains"]) | {"device": "cpu"})
+    assert "Not on this data" in md and "MobileNetV2 features" in md.split("Not on this data")[1]
